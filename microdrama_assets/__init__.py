@@ -1,0 +1,1 @@
+"""microdrama: a logline becomes a vertical, mobile-ready episode through a Dagster asset graph."""

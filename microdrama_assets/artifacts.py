@@ -1,0 +1,103 @@
+"""Where each artifact of an episode lives in the store: the one place that knows the layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .media.manifest import EpisodeManifest, check_id, parse_manifest
+from .storage import ArtifactStore
+
+
+@dataclass(frozen=True)
+class ShotArtifacts:
+    directory: Path
+
+    @property
+    def storyboard_dir(self) -> Path:
+        return self.directory / "storyboard"
+
+    @property
+    def keyframes_dir(self) -> Path:
+        return self.directory / "keyframes"
+
+    @property
+    def dialogue_wav(self) -> Path:
+        return self.directory / "dialogue.wav"
+
+    @property
+    def dialogue_json(self) -> Path:
+        return self.directory / "dialogue.json"
+
+    @property
+    def clip(self) -> Path:
+        return self.directory / "clip.mp4"
+
+    @property
+    def clip_track(self) -> Path:
+        return self.directory / "clip_track.json"
+
+    @property
+    def composited(self) -> Path:
+        return self.directory / "composited.mp4"
+
+    @property
+    def renditions_dir(self) -> Path:
+        return self.directory / "renditions"
+
+
+class EpisodeArtifacts:
+    def __init__(self, store: ArtifactStore, episode_id: str):
+        self.store = store
+        self.episode_id = check_id(episode_id, "episode id")
+        self.directory = store.episode_dir(episode_id)
+
+    @property
+    def request(self) -> Path:
+        return self.directory / "request.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / "manifest.json"
+
+    @property
+    def manifest_schema(self) -> Path:
+        return self.directory / "manifest.schema.json"
+
+    def manifest(self) -> EpisodeManifest:
+        path = self.store.require(self.manifest_path, "episode_manifest")
+        return parse_manifest(path.read_bytes())
+
+    def character_dir(self, character_id: str) -> Path:
+        return self.directory / "characters" / check_id(character_id, "character id")
+
+    def shot(self, shot_id: str) -> ShotArtifacts:
+        return ShotArtifacts(self.store.shot_path(self.episode_id, shot_id))
+
+    @property
+    def mix_wav(self) -> Path:
+        return self.directory / "audio" / "mix.wav"
+
+    @property
+    def mix_m4a(self) -> Path:
+        return self.directory / "audio" / "mix.m4a"
+
+    @property
+    def captions_vtt(self) -> Path:
+        return self.directory / "captions.vtt"
+
+    @property
+    def master_mp4(self) -> Path:
+        return self.directory / "master.mp4"
+
+    @property
+    def hls_dir(self) -> Path:
+        return self.directory / "hls"
+
+    @property
+    def delivery_json(self) -> Path:
+        return self.directory / "delivery.json"
+
+    @property
+    def poster(self) -> Path:
+        return self.directory / "poster.jpg"

@@ -1,0 +1,99 @@
+"""Voice stage (dialogue per shot) and the episode mix."""
+
+import json
+
+import numpy as np
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from scipy.io import wavfile
+
+from ..media.audio_mix import SAMPLE_RATE, DialogueDoesNotFit, measure_loudness, mix_episode, place_lines, render_music_bed
+from ..media.hls import encode_audio_m4a
+from ..media.manifest import FPS
+from ..partitions import episode_partitions, shot_partitions
+from ..resources import ArtifactStoreResource, BackendSettings
+from .common import episode_artifacts, per_episode, shot_context
+from .planning import episode_manifest
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+
+
+def read_wav(path) -> np.ndarray:
+    rate, samples = wavfile.read(path)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path}: sample rate {rate}, expected {SAMPLE_RATE}")
+    return samples.astype(np.float32)
+
+
+@asset(partitions_def=shot_partitions, group_name="voice", deps=[per_episode(episode_manifest)], output_required=False)
+def dialogue_audio(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings):
+    """Each line spoken in its character's voice and placed on the shot timeline (mono 48 kHz, shot length)."""
+    located = shot_context(context, store)
+    if located is None:
+        return
+    episode, manifest, shot, artifacts = located
+    voice = backends.resolve().voice
+    speeches = [voice.synthesize(line.text, manifest.character(line.speaker)) for line in shot.dialogue]
+    try:
+        starts = place_lines(shot.frames, [s.duration_s for s in speeches])
+    except DialogueDoesNotFit as exc:
+        raise Failure(f"shot {shot.id}: {exc}. Lengthen duration_s or shorten its dialogue.") from None
+    track = np.zeros(shot.frames * SAMPLES_PER_FRAME, np.float32)
+    lines = []
+    for line, speech, start_s in zip(shot.dialogue, speeches, starts):
+        offset = round(start_s * SAMPLE_RATE)
+        track[offset : offset + len(speech.samples)] += speech.samples
+        lines.append({
+            "speaker": line.speaker, "text": line.text, "start_s": offset / SAMPLE_RATE,
+            "duration_s": speech.duration_s, "samples": len(speech.samples),
+            "phonemes": [[p.start_s, p.end_s, p.symbol] for p in speech.phonemes],
+        })
+    with episode.store.writing(artifacts.dialogue_wav) as tmp:
+        wavfile.write(tmp, SAMPLE_RATE, track)
+    episode.store.write_json(artifacts.dialogue_json, {"voice_backend": voice.name, "lines": lines})
+    yield MaterializeResult(
+        metadata={
+            "lines": len(lines),
+            "speech_s": round(sum(l["duration_s"] for l in lines), 3),
+            "shot_s": round(shot.frames / FPS, 3),
+            "peak": float(np.abs(track).max()) if len(track) else 0.0,
+            "voice_backend": voice.name,
+            "path": MetadataValue.path(str(artifacts.dialogue_wav)),
+        }
+    )
+
+
+def shot_dialogue(artifacts) -> dict:
+    return json.loads(artifacts.dialogue_json.read_text(encoding="utf-8"))
+
+
+@asset(partitions_def=episode_partitions, group_name="voice", deps=[per_episode(dialogue_audio)])
+def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+    """Dialogue of every shot on the episode timeline over a mood-following music bed, ducked and normalised."""
+    episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    parts = []
+    for shot in manifest.shots:
+        path = episode.store.require(episode.shot(shot.id).dialogue_wav, f"dialogue_audio for shot {shot.id}")
+        samples = read_wav(path)
+        if len(samples) != shot.frames * SAMPLES_PER_FRAME:
+            raise Failure(f"shot {shot.id}: dialogue audio is out of date with the manifest; re-render the shot")
+        parts.append(samples)
+    dialogue = np.concatenate(parts)
+    music = render_music_bed([(s.mood.value, s.frames / FPS) for s in manifest.shots], manifest.seed)
+    music = np.pad(music, ((0, max(0, len(dialogue) - len(music))), (0, 0)))[: len(dialogue)]
+    mix = mix_episode(dialogue, music)
+    loudness, true_peak = measure_loudness(mix)
+    with episode.store.writing(episode.mix_wav) as tmp:
+        wavfile.write(tmp, SAMPLE_RATE, mix.astype(np.float32))
+    with episode.store.writing(episode.mix_m4a) as tmp:
+        encode_audio_m4a(mix, SAMPLE_RATE, tmp)
+    return MaterializeResult(
+        metadata={
+            "duration_s": round(len(mix) / SAMPLE_RATE, 3),
+            "integrated_lufs": round(loudness, 2),
+            "true_peak_dbtp": round(true_peak, 2),
+            "sample_rate": SAMPLE_RATE,
+            "channels": 2,
+            "path": MetadataValue.path(str(episode.mix_wav)),
+        }
+    )

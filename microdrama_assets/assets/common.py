@@ -1,0 +1,72 @@
+"""Small helpers the stage modules share: partition keys, shot skipping, metadata images."""
+
+import base64
+import io
+from typing import Sequence
+
+import cv2
+import numpy as np
+from dagster import AssetDep, AssetExecutionContext, MetadataValue, MultiToSingleDimensionPartitionMapping
+from PIL import Image
+
+from ..artifacts import EpisodeArtifacts, ShotArtifacts
+from ..media.manifest import EpisodeManifest, Shot
+from ..resources import ArtifactStoreResource
+
+EPISODE_DIMENSION = MultiToSingleDimensionPartitionMapping(partition_dimension_name="episode")
+
+
+def per_episode(asset) -> AssetDep:
+    """Dependency between an episode-level and a shot-level asset: an episode maps to all its shot cells."""
+    return AssetDep(asset, partition_mapping=EPISODE_DIMENSION)
+
+
+def episode_artifacts(context: AssetExecutionContext, store: ArtifactStoreResource) -> EpisodeArtifacts:
+    return EpisodeArtifacts(store.store(), context.partition_key)
+
+
+def shot_context(
+    context: AssetExecutionContext, store: ArtifactStoreResource
+) -> tuple[EpisodeArtifacts, EpisodeManifest, Shot, ShotArtifacts] | None:
+    """The shot this partition names, or None (logged) when its episode has no such shot slot."""
+    keys = context.partition_key.keys_by_dimension
+    episode = EpisodeArtifacts(store.store(), keys["episode"])
+    manifest = episode.manifest()
+    if keys["shot"] not in manifest.shot_ids:
+        context.log.info(
+            f"episode {manifest.episode_id} has {len(manifest.shots)} shots; slot {keys['shot']} is unused, skipping"
+        )
+        return None
+    return episode, manifest, manifest.shot(keys["shot"]), episode.shot(keys["shot"])
+
+
+def read_rgb(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=3)
+    return buffer.getvalue()
+
+
+def contact_sheet(images: Sequence[np.ndarray], tile_width: int = 180, columns: int = 6, gap: int = 6) -> np.ndarray:
+    """Thumbnails in a grid on a dark background."""
+    tile_height = round(tile_width * images[0].shape[0] / images[0].shape[1])
+    rows = -(-len(images) // columns)
+    cols = min(columns, len(images))
+    sheet = np.full((rows * (tile_height + gap) + gap, cols * (tile_width + gap) + gap, 3), 18, np.uint8)
+    for index, image in enumerate(images):
+        row, col = divmod(index, columns)
+        y, x = gap + row * (tile_height + gap), gap + col * (tile_width + gap)
+        sheet[y : y + tile_height, x : x + tile_width] = cv2.resize(image, (tile_width, tile_height), interpolation=cv2.INTER_AREA)
+    return sheet
+
+
+def image_metadata(image: np.ndarray) -> MetadataValue:
+    """An inline JPEG the Dagster UI shows in the asset's metadata."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=80)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return MetadataValue.md(f"![contact sheet](data:image/jpeg;base64,{encoded})")

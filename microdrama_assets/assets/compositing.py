@@ -1,0 +1,96 @@
+"""Compositing stage: lip sync on the speaking characters, the mood grade and burned captions, per shot."""
+
+import json
+
+import numpy as np
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from ..media.captions import Cue, caption_opacity, composite_overlay, render_caption
+from ..media.grade import grade_frame
+from ..media.lipsync import draw_mouth
+from ..media.manifest import FPS, EpisodeManifest, Shot
+from ..media.speech import Phoneme, Speech
+from ..media.video_io import read_rgb_frames, write_mezzanine
+from ..partitions import shot_partitions
+from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
+from .audio import SAMPLES_PER_FRAME, dialogue_audio, read_wav, shot_dialogue
+from .common import shot_context
+from .motion import shot_clip
+
+CAPTION_HOLD_S = 0.4  # captions linger a moment after the line so they can be finished reading
+
+
+def shot_cues(manifest: EpisodeManifest, shot: Shot, dialogue: dict, offset_s: float = 0.0) -> list[Cue]:
+    """Caption cues for a shot's lines, shot-relative unless ``offset_s`` places them on the episode timeline."""
+    shot_end = shot.frames / FPS
+    lines = dialogue["lines"]
+    cues = []
+    for index, line in enumerate(lines):
+        next_start = lines[index + 1]["start_s"] if index + 1 < len(lines) else shot_end
+        end = min(line["start_s"] + line["duration_s"] + CAPTION_HOLD_S, next_start, shot_end)
+        cues.append(Cue(offset_s + line["start_s"], offset_s + end, manifest.character(line["speaker"]).name, line["text"]))
+    return cues
+
+
+def _placed_speech(dialogue: dict, samples: np.ndarray) -> dict[str, list[tuple[float, Speech]]]:
+    """Each speaker's lines as (start, Speech) rebuilt from the shot's dialogue track (lines never overlap)."""
+    placed: dict[str, list[tuple[float, Speech]]] = {}
+    for line in dialogue["lines"]:
+        start = round(line["start_s"] * SAMPLES_PER_FRAME * FPS)
+        speech = Speech(samples[start : start + line["samples"]], SAMPLES_PER_FRAME * FPS,
+                        tuple(Phoneme(*p) for p in line["phonemes"]))
+        placed.setdefault(line["speaker"], []).append((line["start_s"], speech))
+    return placed
+
+
+@asset(partitions_def=shot_partitions, group_name="compositing", deps=[shot_clip, dialogue_audio],
+       output_required=False)
+def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
+                    encode: EncodeSettings):
+    """The finished shot: mouths follow the speech, the mood grade, captions inside the 9:16 title-safe area."""
+    located = shot_context(context, store)
+    if located is None:
+        return
+    episode, manifest, shot, artifacts = located
+    track = json.loads(episode.store.require(artifacts.clip_track, "shot_clip").read_text(encoding="utf-8"))["mouths"]
+    episode.store.require(artifacts.dialogue_json, "dialogue_audio")
+    dialogue = shot_dialogue(artifacts)
+    samples = read_wav(artifacts.dialogue_wav)
+    lipsync = backends.resolve().lipsync
+    mouths = {speaker: lipsync.track(placed, shot.frames) for speaker, placed in _placed_speech(dialogue, samples).items()}
+    untracked = sorted(set(mouths) - set(track))
+    if untracked:
+        # Expected when the speaker is off screen or seen from behind (close-ups, over-the-shoulder shots).
+        context.log.info(f"shot {shot.id}: {untracked} speak off camera; no mouth to animate")
+    cues = shot_cues(manifest, shot, dialogue)
+    overlays = [render_caption(cue.text, manifest.width, manifest.height) for cue in cues]
+
+    def finished_frames():
+        for index, frame in enumerate(read_rgb_frames(artifacts.clip)):
+            for speaker, mouth in mouths.items():
+                if speaker in track:
+                    x, y = track[speaker]["xy"][index]
+                    draw_mouth(frame, (x, y), track[speaker]["width"][index], float(mouth.openness[index]),
+                               int(mouth.visemes[index]), tuple(track[speaker]["lip_rgb"]))
+            graded = grade_frame(frame, shot.mood)
+            time_s = index / FPS
+            for cue, overlay in zip(cues, overlays):
+                if cue.start_s <= time_s < cue.end_s:
+                    composite_overlay(graded, overlay, caption_opacity(time_s, cue))
+            yield graded
+
+    with episode.store.writing(artifacts.composited) as tmp:
+        written = write_mezzanine(tmp, finished_frames(), manifest.width, manifest.height, encode.mezzanine())
+    if written != shot.frames:
+        raise RuntimeError(f"shot {shot.id}: clip has {written} frames, the manifest says {shot.frames}; re-render its clip")
+    yield MaterializeResult(
+        metadata={
+            "frames": written,
+            "lip_synced": ", ".join(sorted(set(mouths) & set(track))) or "nobody speaks",
+            "captions": len(cues),
+            "grade": shot.mood.value,
+            "lipsync_backend": lipsync.name,
+            "bytes": artifacts.composited.stat().st_size,
+            "path": MetadataValue.path(str(artifacts.composited)),
+        }
+    )

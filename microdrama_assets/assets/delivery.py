@@ -1,0 +1,151 @@
+"""Episode assembly: captions, the master file, the HLS package and the delivery manifest for the player."""
+
+import m3u8
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from PIL import Image
+
+from ..artifacts import EpisodeArtifacts
+from ..media.captions import build_webvtt
+from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, audio_rendition_figures,
+                         encode_audio_hls, write_master_playlist, write_subtitles_playlist)
+from ..media.manifest import FPS
+from ..media.video_io import probe_video, remux_master
+from ..partitions import episode_partitions
+from ..resources import ArtifactStoreResource, EncodeSettings
+from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
+from .common import contact_sheet, episode_artifacts, image_metadata, per_episode, read_rgb
+from .compositing import composited_shot, shot_cues
+from .encoding import load_rendition, shot_renditions
+from .keyframes import keyframe_images
+
+
+def _require_shots(episode: EpisodeArtifacts, manifest, artifact: str, produced_by: str) -> None:
+    missing = [s.id for s in manifest.shots if not getattr(episode.shot(s.id), artifact).exists()]
+    if missing:
+        raise Failure(f"episode {episode.episode_id}: shots {', '.join(missing)} have no {produced_by} yet; "
+                      f"render them first (microdrama rerender {episode.episode_id} --shot ...)")
+
+
+@asset(partitions_def=episode_partitions, group_name="delivery", deps=[per_episode(dialogue_audio)])
+def episode_captions(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+    """WebVTT captions for the whole episode, timed exactly like the burned-in captions."""
+    episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    _require_shots(episode, manifest, "dialogue_json", "dialogue_audio")
+    cues = []
+    for shot in manifest.shots:
+        offset_s = manifest.start_frame(shot.id) / FPS
+        cues.extend(shot_cues(manifest, shot, shot_dialogue(episode.shot(shot.id)), offset_s))
+    episode.store.write_text(episode.captions_vtt, build_webvtt(cues))
+    return MaterializeResult(metadata={"cues": len(cues), "path": MetadataValue.path(str(episode.captions_vtt))})
+
+
+@asset(partitions_def=episode_partitions, group_name="delivery",
+       deps=[per_episode(composited_shot), episode_audio, episode_captions])
+def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+    """The mezzanine master: every composited shot end to end (stream copy) with the mixed AAC audio, plus a
+    WebVTT sidecar."""
+    episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    _require_shots(episode, manifest, "composited", "composited_shot")
+    episode.store.require(episode.mix_m4a, "episode_audio")
+    with episode.store.writing(episode.master_mp4) as tmp:
+        remux_master([episode.shot(s.id).composited for s in manifest.shots], [s.frames for s in manifest.shots],
+                     episode.mix_m4a, tmp)
+    probe = probe_video(episode.master_mp4)
+    if probe.frames != manifest.total_frames:
+        raise Failure(f"master has {probe.frames} frames, the manifest {manifest.total_frames}")
+    return MaterializeResult(
+        metadata={
+            "frames": probe.frames,
+            "duration_s": round(probe.duration_s, 3),
+            "size": f"{probe.width}x{probe.height}",
+            "bytes": episode.master_mp4.stat().st_size,
+            "captions": MetadataValue.path(str(episode.captions_vtt)),
+            "path": MetadataValue.path(str(episode.master_mp4)),
+        }
+    )
+
+
+@asset(partitions_def=episode_partitions, group_name="delivery",
+       deps=[per_episode(shot_renditions), episode_audio, episode_captions])
+def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, encode: EncodeSettings) -> MaterializeResult:
+    """CMAF HLS: per-rung media playlists assembled from the shots' segments, an AAC audio rendition, WebVTT
+    subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS."""
+    episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    _require_shots(episode, manifest, "renditions_dir", "shot_renditions")
+    mix = read_wav(episode.store.require(episode.mix_wav, "episode_audio"))
+    with episode.store.writing_dir(episode.hls_dir) as staging:
+        variants = [
+            assemble_video_rendition(
+                [(s.id, episode.shot(s.id).renditions_dir / rung.name, load_rendition(episode.shot(s.id), rung.name))
+                 for s in manifest.shots],
+                staging, rung,
+            )
+            for rung in LADDER
+        ]
+        encode_audio_hls(mix, 48000, staging / "audio", encode.segment_seconds)
+        write_subtitles_playlist(episode.captions_vtt.read_text(encoding="utf-8"), manifest.duration_s, staging / "subs")
+        write_master_playlist(staging, variants, audio_rendition_figures(staging / "audio"), manifest.language, True)
+    master = episode.hls_dir / MASTER_PLAYLIST
+    return MaterializeResult(
+        metadata={
+            "master_playlist": MetadataValue.path(str(master)),
+            "variants": MetadataValue.md(
+                "| rung | resolution | codecs | avg kb/s | peak kb/s |\n|---|---|---|---|---|\n" + "\n".join(
+                    f"| {v.rung} | {v.width}x{v.height} | {v.codecs} | {v.average_bps // 1000} | {v.peak_bps // 1000} |"
+                    for v in variants)
+            ),
+            "segments": sum(len(m3u8.load(str(episode.hls_dir / v.playlist)).segments) for v in variants),
+            "duration_s": round(manifest.duration_s, 3),
+        }
+    )
+
+
+@asset(partitions_def=episode_partitions, group_name="delivery", deps=[hls_package, episode_master])
+def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+    """What the mobile player needs: renditions, codecs, poster, captions and shot boundaries (for per-shot
+    analytics), with paths relative to the episode directory."""
+    episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    master = m3u8.load(str(episode.store.require(episode.hls_dir / MASTER_PLAYLIST, "hls_package")))
+    first_frames = [keyframe_images(episode.shot(s.id))[0] for s in manifest.shots]
+    poster = Image.fromarray(read_rgb(episode.shot(manifest.shots[0].id).keyframes_dir / "keyframe_0.png"))
+    with episode.store.writing(episode.poster) as tmp:
+        poster.save(tmp, format="JPEG", quality=88)
+    payload = {
+        "episode_id": manifest.episode_id,
+        "title": manifest.title,
+        "logline": manifest.logline,
+        "duration_s": round(manifest.duration_s, 3),
+        "aspect_ratio": "9:16",
+        "synthetic_media": True,
+        "master_playlist": f"hls/{MASTER_PLAYLIST}",
+        "download": episode.master_mp4.name,
+        "poster": episode.poster.name,
+        "renditions": [
+            {"uri": f"hls/{p.uri}", "resolution": f"{p.stream_info.resolution[0]}x{p.stream_info.resolution[1]}",
+             "codecs": p.stream_info.codecs, "bandwidth": p.stream_info.bandwidth,
+             "average_bandwidth": p.stream_info.average_bandwidth, "frame_rate": p.stream_info.frame_rate}
+            for p in master.playlists
+        ],
+        "captions": [{"language": manifest.language, "format": "webvtt", "uri": episode.captions_vtt.name,
+                      "hls_group": "subs"}],
+        "shots": [
+            {"id": s.id, "beat": s.beat.value, "start_frame": manifest.start_frame(s.id), "frames": s.frames,
+             "start_s": round(manifest.start_frame(s.id) / FPS, 4),
+             "end_s": round((manifest.start_frame(s.id) + s.frames) / FPS, 4)}
+            for s in manifest.shots
+        ],
+    }
+    episode.store.write_json(episode.delivery_json, payload)
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(episode.delivery_json)),
+            "master_playlist": MetadataValue.path(str(episode.hls_dir / MASTER_PLAYLIST)),
+            "renditions": len(payload["renditions"]),
+            "shots": len(payload["shots"]),
+            "contact_sheet": image_metadata(contact_sheet(first_frames, tile_width=150)),
+        }
+    )

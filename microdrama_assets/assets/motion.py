@@ -1,0 +1,64 @@
+"""Motion stage: keyframes become a 30 fps shot clip through optical-flow interpolation and the camera move."""
+
+import numpy as np
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from ..media.manifest import FPS
+from ..media.motion import camera_zoom, track_points
+from ..media.video_io import write_mezzanine
+from ..partitions import shot_partitions
+from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
+from .common import shot_context
+from .keyframes import keyframe_images, keyframe_layout, keyframes
+
+
+@asset(partitions_def=shot_partitions, group_name="motion", deps=[keyframes], output_required=False)
+def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
+              encode: EncodeSettings):
+    """The shot at 30 fps (exactly the manifest's frame count), plus where each mouth is on every frame."""
+    located = shot_context(context, store)
+    if located is None:
+        return
+    episode, manifest, shot, artifacts = located
+    episode.store.require(artifacts.keyframes_dir, "keyframes")
+    images = keyframe_images(artifacts)
+    layout = keyframe_layout(artifacts)
+    mover = backends.resolve().motion
+    frames = mover.frames(images, shot.camera, shot.frames, shot.seed)
+    with episode.store.writing(artifacts.clip) as tmp:
+        written = write_mezzanine(tmp, frames, manifest.width, manifest.height, encode.mezzanine())
+    if written != shot.frames:
+        raise RuntimeError(f"shot {shot.id}: motion produced {written} frames, expected {shot.frames}")
+    episode.store.write_json(artifacts.clip_track, {"mouths": _mouth_tracks(shot, layout, manifest.width, manifest.height)})
+    yield MaterializeResult(
+        metadata={
+            "frames": written,
+            "duration_s": round(written / FPS, 3),
+            "camera": shot.camera.value,
+            "motion_backend": mover.name,
+            "bytes": artifacts.clip.stat().st_size,
+            "path": MetadataValue.path(str(artifacts.clip)),
+        }
+    )
+
+
+def _mouth_tracks(shot, layout: dict, width: int, height: int) -> dict:
+    """Per character: mouth centre and width on every output frame, following the same motion as the pixels."""
+    per_character: dict[str, list[dict]] = {}
+    for keyframe in layout["keyframes"]:
+        for mouth in keyframe["mouths"]:
+            per_character.setdefault(mouth["character_id"], []).append(mouth)
+    tracks = {}
+    progress = np.linspace(0.0, 1.0, shot.frames) if shot.frames > 1 else np.zeros(1)
+    for character_id, mouths in per_character.items():
+        if len(mouths) != len(layout["keyframes"]):
+            continue  # a figure not on every keyframe cannot be tracked through the interpolation
+        centres = track_points([(m["x"], m["y"]) for m in mouths], shot.camera, shot.frames, width, height, shot.seed)
+        base_width = float(np.mean([m["width"] for m in mouths]))
+        widths = [base_width * camera_zoom(shot.camera, float(p), width, height, shot.seed) for p in progress]
+        tracks[character_id] = {
+            "xy": np.round(centres, 2).tolist(),
+            "width": np.round(widths, 2).tolist(),
+            "lip_rgb": list(mouths[0]["lip_rgb"]),
+        }
+    return tracks

@@ -1,0 +1,80 @@
+"""Planning stage: the episode manifest (single source of truth) and the character bundles."""
+
+import json
+
+import numpy as np
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from ..media.characters import build_character_bundle
+from ..media.manifest import manifest_json_schema
+from ..partitions import episode_partitions, shot_slot_partitions
+from ..resources import ArtifactStoreResource, BackendSettings
+from .common import contact_sheet, episode_artifacts, image_metadata, png_bytes
+
+
+@asset(partitions_def=episode_partitions, group_name="planning")
+def episode_manifest(
+    context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings
+) -> MaterializeResult:
+    """The shot list for an episode, planned from its logline request; validated against the pydantic schema."""
+    episode = episode_artifacts(context, store)
+    request = episode.store.read_json(episode.request, "an episode request (microdrama episode / the loglines sensor)")
+    planner = backends.resolve().planner
+    manifest = planner.plan(request["logline"], episode.episode_id, request["shots"], request["seed"],
+                            request["duration_s"])
+    episode.store.write_text(episode.manifest_schema, manifest_json_schema())
+    episode.store.write_text(episode.manifest_path, manifest.model_dump_json(indent=2))
+    # Shot slots are shared by every episode: make sure this episode's exist before its shot runs are requested.
+    known = set(context.instance.get_dynamic_partitions(shot_slot_partitions.name))
+    missing = [shot_id for shot_id in manifest.shot_ids if shot_id not in known]
+    if missing:
+        context.instance.add_dynamic_partitions(shot_slot_partitions.name, missing)
+    return MaterializeResult(
+        metadata={
+            "title": manifest.title,
+            "logline": manifest.logline,
+            "shots": len(manifest.shots),
+            "duration_s": round(manifest.duration_s, 3),
+            "characters": ", ".join(c.name for c in manifest.characters),
+            "planner": planner.name,
+            "seed": manifest.seed,
+            "path": MetadataValue.path(str(episode.manifest_path)),
+            "shot_list": MetadataValue.md(
+                "| shot | beat | s | camera | framing | mood | action |\n|---|---|---|---|---|---|---|\n"
+                + "\n".join(
+                    f"| {s.id} | {s.beat.value} | {s.duration_s:g} | {s.camera.value} | {s.framing.value} | "
+                    f"{s.mood.value} | {s.action.replace('|', '/')} |"
+                    for s in manifest.shots
+                )
+            ),
+        }
+    )
+
+
+@asset(partitions_def=episode_partitions, group_name="planning", deps=[episode_manifest])
+def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+    """Per character: reference images, an appearance descriptor and a content-hash version."""
+    episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    versions, previews = {}, []
+    for character in manifest.characters:
+        bundle = build_character_bundle(character)
+        directory = episode.character_dir(character.id)
+        with episode.store.writing_dir(directory) as staging:
+            for view, image in bundle.reference_images.items():
+                (staging / f"{view}.png").write_bytes(png_bytes(image))
+            np.save(staging / "descriptor.npy", bundle.descriptor)
+            (staging / "bundle.json").write_text(
+                json.dumps({"character": character.model_dump(mode="json"), "version": bundle.version,
+                            "views": sorted(bundle.reference_images)}, indent=2),
+                encoding="utf-8",
+            )
+        versions[character.id] = bundle.version
+        previews.append(next(iter(bundle.reference_images.values())))
+    return MaterializeResult(
+        metadata={
+            "versions": MetadataValue.json(versions),
+            "characters": len(versions),
+            "references": image_metadata(contact_sheet(previews, tile_width=160, columns=3)),
+        }
+    )

@@ -1,0 +1,74 @@
+"""``microdrama episode "LOGLINE"`` and ``microdrama rerender EPISODE --shot SHOT``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from .episodes import BadRequest, clean_logline, episode_id_for
+from .media.manifest import InvalidId, ManifestError, check_id
+from .storage import StorageError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="microdrama", description="Logline in, vertical HLS episode out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    episode = commands.add_parser("episode", help="make an episode from a logline")
+    episode.add_argument("logline")
+    episode.add_argument("--episode-id", help="partition key / folder name (default: from the logline)")
+    episode.add_argument("--shots", type=int, default=6)
+    episode.add_argument("--seed", type=int, default=0)
+    episode.add_argument("--duration", type=float, help="target length in seconds (default: 5 per shot)")
+    rerender = commands.add_parser("rerender", help="re-render shots of an episode and re-assemble it")
+    for command in (episode, rerender):
+        command.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                             help="shots rendered in parallel (default: one per CPU core)")
+    rerender.add_argument("episode_id")
+    rerender.add_argument("--shot", action="append", required=True, dest="shots", help="shot id, e.g. s03 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "episode":
+            logline = clean_logline(args.logline)
+            episode_id = check_id(args.episode_id, "episode id") if args.episode_id else episode_id_for(logline)
+        else:
+            episode_id = check_id(args.episode_id, "episode id")
+            for shot_id in args.shots:
+                check_id(shot_id, "shot id")
+    except (BadRequest, InvalidId) as exc:
+        print(f"microdrama: error: {exc}", file=sys.stderr)
+        return 2
+
+    # Dagster is imported only once the input is known to be good: bad input fails fast.
+    from dagster import BetaWarning, PreviewWarning
+
+    # Our use of beta APIs (the built-in multi-partition mapping) is deliberate; users need not see it.
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+    from .resources import default_data_root
+    from .runner import EpisodeRunner, PipelineFailed, instance_for
+
+    runner = EpisodeRunner(default_data_root(), instance_for(Path.cwd()), workers=args.workers,
+                           progress=lambda message: print(f"microdrama: {message}", flush=True))
+    store = runner.store
+    try:
+        if args.command == "episode":
+            print(f"microdrama: episode {episode_id} -> {store.episode_dir(episode_id)}", flush=True)
+            playlist = runner.make_episode(episode_id, logline, args.shots, args.seed, args.duration)
+        else:
+            playlist = runner.render_and_assemble(episode_id, args.shots)
+    except (BadRequest, ManifestError, StorageError, KeyError, PipelineFailed) as exc:
+        print(f"microdrama: error: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 1
+    print(playlist)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Media logic as plain functions, free of Dagster: frames, audio, encoding, packaging."""

@@ -1,0 +1,393 @@
+"""Burned-in captions and WebVTT subtitles.
+
+Captions are drawn as RGBA images with PIL (RAQM layout, so Arabic, Hebrew and other complex scripts shape and
+order correctly) and alpha-blended onto frames; no user text ever reaches an FFmpeg filter string, so a line of
+dialogue cannot inject filter syntax. Every box stays inside the title-safe area that vertical-video apps leave
+clear of their own UI.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import fontpkg_noto_sans
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_s: float
+    end_s: float
+    speaker: str
+    text: str
+
+
+# Fractions of the frame kept clear for app UI (status bar on top, caption/buttons rail at the bottom and sides).
+SAFE_TOP = 0.10
+SAFE_BOTTOM = 0.20
+SAFE_SIDE = 0.06
+
+MAX_LINES = 3
+Measure = Callable[[str], float]  # advance width of a string in pixels, for the font being laid out
+
+_NOTO_BOLD = fontpkg_noto_sans.ROOT / "files" / "NotoSans[wdth,wght].ttf"
+_NOTO_WEIGHT = 800  # ExtraBold: thin strokes vanish on phone screens after video compression
+# Noto Sans covers Latin/Greek/Cyrillic/Devanagari only; for other scripts (Arabic, Hebrew, CJK) use a system
+# font that has the glyphs, when the machine has one, rather than rendering tofu boxes.
+_FALLBACK_FONTS = (
+    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+    Path("/usr/share/fonts/truetype/noto/NotoSansArabic-Bold.ttf"),
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"),
+    Path("/usr/share/fonts/truetype/freefont/FreeSansBold.ttf"),
+)
+# Characters that draw nothing by themselves, so they say nothing about a font's coverage.
+_INVISIBLE_CATEGORIES = {"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"}
+
+# CJK has no spaces between words: wrap per character, keeping closing punctuation on the character before it.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_CJK_CLOSING = "\u3001\u3002\u300d\u300f\u3011\uff01\uff09\uff0c\uff0e\uff1a\uff1b\uff1f"
+_WORD_PIECE_RE = re.compile(f"[{_CJK}][{_CJK_CLOSING}]*|[^{_CJK}]+")
+
+
+@dataclass(frozen=True)
+class CaptionStyle:
+    text_rgb: tuple[int, int, int]
+    outline_rgb: tuple[int, int, int]
+    plate_rgba: tuple[int, int, int, int] | None  # None: no plate, the outline and shadow carry the contrast
+    size_frac: float  # starting font size as a fraction of the frame width
+    shadow_alpha: float
+
+
+STYLES: dict[str, CaptionStyle] = {
+    "default": CaptionStyle((255, 255, 255), (12, 12, 16), (10, 10, 14, 150), 0.060, 0.55),
+    # Cliffhanger / emphasis lines: the yellow social-video highlight.
+    "emphasis": CaptionStyle((255, 221, 64), (12, 12, 16), (10, 10, 14, 165), 0.064, 0.55),
+    "minimal": CaptionStyle((255, 255, 255), (0, 0, 0), None, 0.060, 0.85),
+}
+_MIN_SIZE_FRAC = 0.026  # below ~28 px on a 1080-wide frame captions stop being readable on a phone
+
+
+@dataclass(frozen=True, eq=False)
+class CaptionOverlay:
+    rgba: np.ndarray  # (h, w, 4) uint8, straight (not premultiplied) alpha, cropped to its box
+    x: int  # top-left in the frame
+    y: int
+    lines: tuple[str, ...] = ()  # the wrapped lines as drawn (the last may end in an ellipsis)
+    # Blend inputs prepared once: composite_overlay runs on every frame of the cue.
+    _rgb: np.ndarray = field(init=False, repr=False)
+    _alpha: np.ndarray = field(init=False, repr=False)
+    _inv_alpha: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rgba.ndim != 3 or self.rgba.shape[2] != 4 or self.rgba.dtype != np.uint8:
+            raise ValueError(f"caption overlay must be (h, w, 4) uint8, got {self.rgba.shape} {self.rgba.dtype}")
+        alpha = self.rgba[..., 3].astype(np.float32) / 255.0
+        object.__setattr__(self, "_rgb", np.ascontiguousarray(self.rgba[..., :3]))
+        object.__setattr__(self, "_alpha", alpha)
+        object.__setattr__(self, "_inv_alpha", 1.0 - alpha)
+
+    @property
+    def width(self) -> int:
+        return int(self.rgba.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgba.shape[0])
+
+
+@dataclass(frozen=True)
+class SafeArea:
+    left: int
+    top: int
+    right: int  # exclusive
+    bottom: int  # exclusive
+
+
+def safe_area(width: int, height: int) -> SafeArea:
+    return SafeArea(
+        left=math.ceil(width * SAFE_SIDE),
+        top=math.ceil(height * SAFE_TOP),
+        right=math.floor(width * (1 - SAFE_SIDE)),
+        bottom=math.floor(height * (1 - SAFE_BOTTOM)),
+    )
+
+
+# --- fonts -------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    font = ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.RAQM)
+    if path == _NOTO_BOLD:
+        font.set_variation_by_axes([_NOTO_WEIGHT, 100])  # axes: weight, width
+    return font
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_glyph(path: Path, char: str) -> bool:
+    # PIL exposes no cmap; a character the font lacks renders as the .notdef glyph, so compare against that.
+    font = _font(path, 32)
+    notdef = font.getmask("\U000f0000")
+    glyph = font.getmask(char)
+    return glyph.size != notdef.size or bytes(glyph) != bytes(notdef)
+
+
+def _font_path_for(text: str) -> Path:
+    visible = {c for c in text if unicodedata.category(c) not in _INVISIBLE_CATEGORIES}
+    candidates = [_NOTO_BOLD] + [p for p in _FALLBACK_FONTS if p.is_file()]
+    missing = [sum(not _has_glyph(path, c) for c in sorted(visible)) for path in candidates]
+    return candidates[missing.index(min(missing))]  # the earliest font with the best coverage
+
+
+# --- layout ------------------------------------------------------------------------------------------------------
+def _clean(text: str) -> str:
+    # Control characters would draw as boxes; line breaks become spaces because wrapping is ours to decide.
+    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    return " ".join(text.split())
+
+
+def _tokens(text: str) -> list[tuple[str, bool]]:
+    """(piece, preceded by a space) pairs: words, and single characters for CJK runs."""
+    tokens: list[tuple[str, bool]] = []
+    for word_index, word in enumerate(text.split(" ")):
+        for piece_index, piece in enumerate(_WORD_PIECE_RE.findall(word)):
+            tokens.append((piece, word_index > 0 and piece_index == 0))
+    return tokens
+
+
+def _split_long(piece: str, measure: Measure, max_width: float) -> list[str]:
+    # A single word wider than the line (a URL, a long compound): break it between characters.
+    if measure(piece) <= max_width:
+        return [piece]
+    chunks, current = [], ""
+    for char in piece:
+        if current and measure(current + char) > max_width:
+            chunks.append(current)
+            current = char
+        else:
+            current += char
+    return chunks + [current]
+
+
+def _wrap(text: str, measure: Measure, max_width: float) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for piece, spaced in _tokens(text):
+        for chunk_index, chunk in enumerate(_split_long(piece, measure, max_width)):
+            joiner = " " if spaced and chunk_index == 0 and current else ""
+            candidate = current + joiner + chunk
+            if current and measure(candidate) > max_width:
+                lines.append(current)
+                current = chunk
+            else:
+                current = candidate
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _balanced_wrap(text: str, measure: Measure, max_width: float) -> list[str]:
+    """Wrap into as few lines as the width allows, then narrow the measure while the line count holds, so lines
+    come out even instead of leaving a lone word on the last one."""
+    lines = _wrap(text, measure, max_width)
+    if len(lines) < 2:
+        return lines
+    low, high = max_width / len(lines), max_width  # high always wraps to len(lines)
+    for _ in range(8):
+        middle = (low + high) / 2
+        if len(_wrap(text, measure, middle)) == len(lines):
+            high = middle
+        else:
+            low = middle
+    return _wrap(text, measure, high)
+
+
+def _ellipsize(line: str, measure: Measure, max_width: float) -> str:
+    while line and measure(line + "…") > max_width:
+        line = line[:-1].rstrip()
+    return line + "…"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    font: ImageFont.FreeTypeFont
+    lines: list[str]
+    stroke: int
+    pad_x: int
+    pad_y: int
+    line_height: int
+
+
+def _layout(text: str, font_path: Path, style: CaptionStyle, width: int, safe_width: int) -> _Layout:
+    size = max(8, round(width * style.size_frac))
+    min_size = max(8, round(width * _MIN_SIZE_FRAC))
+    while True:
+        font = _font(font_path, size)
+        # Wrapping re-measures the same prefixes many times; shaping them once keeps layout fast.
+        measure: Measure = functools.lru_cache(maxsize=None)(font.getlength)
+        stroke = max(2, round(size * 0.075))
+        pad_x = round(size * 0.55)
+        pad_y = round(size * 0.30)
+        max_text_width = safe_width - 2 * (pad_x + stroke)
+        if max_text_width < size:
+            raise ValueError(f"frame width {width} is too narrow for captions")
+        lines = _wrap(text, measure, max_text_width)
+        if len(lines) <= MAX_LINES or size <= min_size:
+            break
+        size = max(min_size, math.floor(size * 0.92))
+    if len(lines) > MAX_LINES:
+        lines = lines[: MAX_LINES - 1] + [_ellipsize(lines[MAX_LINES - 1], measure, max_text_width)]
+    else:
+        lines = _balanced_wrap(text, measure, max_text_width)
+    ascent, descent = font.getmetrics()
+    return _Layout(font, lines, stroke, pad_x, pad_y, round((ascent + descent) * 1.04))
+
+
+# --- rendering ---------------------------------------------------------------------------------------------------
+def _solid(size: tuple[int, int], rgb: tuple[int, int, int], alpha: Image.Image) -> Image.Image:
+    layer = Image.new("RGBA", size, rgb + (0,))
+    layer.putalpha(alpha)
+    return layer
+
+
+def _rounded_plate(size: tuple[int, int], radius: int, alpha: int) -> Image.Image:
+    # From the rounded rectangle's signed distance, for anti-aliased corners (PIL's rounded_rectangle has none).
+    width, height = size
+    radius = min(radius, width // 2, height // 2)
+    qx = np.maximum(np.abs(np.arange(width) + 0.5 - width / 2) - (width / 2 - radius), 0.0)[None, :]
+    qy = np.maximum(np.abs(np.arange(height) + 0.5 - height / 2) - (height / 2 - radius), 0.0)[:, None]
+    coverage = np.clip(radius + 0.5 - np.hypot(qx, qy), 0.0, 1.0)
+    return Image.fromarray(np.round(coverage * alpha).astype(np.uint8), mode="L")
+
+
+def render_caption(text: str, width: int = 1080, height: int = 1920, style: str = "default") -> CaptionOverlay:
+    """Render ``text`` as a caption box placed just above the bottom safe margin, inside the title-safe area."""
+    if style not in STYLES:
+        raise ValueError(f"unknown caption style {style!r}; choose one of {', '.join(sorted(STYLES))}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    text = _clean(text)
+    if not text:
+        raise ValueError("caption text is empty")
+    look = STYLES[style]
+    area = safe_area(width, height)
+    layout = _layout(text, _font_path_for(text), look, width, area.right - area.left)
+    font, stroke = layout.font, layout.stroke
+
+    text_width = max(math.ceil(font.getlength(line)) for line in layout.lines) + 2 * stroke
+    box_w = min(area.right - area.left, text_width + 2 * layout.pad_x)
+    box_h = len(layout.lines) * layout.line_height + 2 * layout.pad_y + 2 * stroke
+    if box_h > area.bottom - area.top:
+        raise ValueError(f"frame height {height} is too short for a {len(layout.lines)}-line caption")
+
+    # Fill and outline masks; the outline mask includes the stroke ring, the fill only the glyphs.
+    fill_mask = Image.new("L", (box_w, box_h), 0)
+    outline_mask = Image.new("L", (box_w, box_h), 0)
+    fill_draw, outline_draw = ImageDraw.Draw(fill_mask), ImageDraw.Draw(outline_mask)
+    for index, line in enumerate(layout.lines):
+        anchor_xy = (box_w / 2, layout.pad_y + stroke + index * layout.line_height)
+        fill_draw.text(anchor_xy, line, font=font, fill=255, anchor="ma")
+        outline_draw.text(anchor_xy, line, font=font, fill=255, anchor="ma", stroke_width=stroke, stroke_fill=255)
+
+    # A soft drop shadow, offset downwards, lifts the text off busy backgrounds even where the plate is faint.
+    offset = max(1, stroke // 2 + 1)
+    shadow_mask = Image.new("L", (box_w, box_h), 0)
+    shadow_mask.paste(outline_mask, (0, offset))
+    shadow_mask = shadow_mask.filter(ImageFilter.GaussianBlur(radius=stroke))
+    shadow_mask = shadow_mask.point(lambda v: round(v * look.shadow_alpha))
+
+    canvas = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 0))
+    if look.plate_rgba is not None:
+        plate_alpha = _rounded_plate((box_w, box_h), round(font.size * 0.42), look.plate_rgba[3])
+        canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), look.plate_rgba[:3], plate_alpha))
+    canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), (0, 0, 0), shadow_mask))
+    canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), look.outline_rgb, outline_mask))
+    canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), look.text_rgb, fill_mask))
+
+    x = area.left + (area.right - area.left - box_w) // 2
+    y = area.bottom - round(height * 0.01) - box_h  # a little air above the app's bottom rail
+    return CaptionOverlay(
+        rgba=np.asarray(canvas, dtype=np.uint8).copy(), x=x, y=max(area.top, y), lines=tuple(layout.lines)
+    )
+
+
+def composite_overlay(frame: np.ndarray, overlay: CaptionOverlay, opacity: float = 1.0) -> None:
+    """Alpha-blend ``overlay`` onto ``frame`` in place, touching only the overlay's box."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be (h, w, 3) uint8, got {frame.shape} {frame.dtype}")
+    if not 0.0 <= opacity <= 1.0:  # also rejects NaN
+        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
+    if (
+        overlay.x < 0
+        or overlay.y < 0
+        or overlay.x + overlay.width > frame.shape[1]
+        or overlay.y + overlay.height > frame.shape[0]
+    ):
+        raise ValueError(
+            f"caption box {overlay.width}x{overlay.height} at ({overlay.x}, {overlay.y}) "
+            f"does not fit a {frame.shape[1]}x{frame.shape[0]} frame"
+        )
+    if opacity == 0.0:
+        return
+    region = frame[overlay.y : overlay.y + overlay.height, overlay.x : overlay.x + overlay.width]
+    blended = cv2.blendLinear(overlay._rgb, region, overlay._alpha, overlay._inv_alpha)
+    if opacity < 1.0:
+        # A uniform second blend is far cheaper than rebuilding per-pixel weights for every fade frame.
+        blended = cv2.addWeighted(blended, opacity, region, 1.0 - opacity, 0.0)
+    region[...] = blended
+
+
+# --- WebVTT ------------------------------------------------------------------------------------------------------
+def _vtt_escape(text: str) -> str:
+    return " ".join(text.split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _vtt_time(ms: int) -> str:
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+def build_webvtt(cues: list[Cue]) -> str:
+    """A WebVTT document with one voice-tagged cue per line; overlaps are resolved by ending a cue where the next
+    one starts, so players never stack two captions."""
+    timed: list[tuple[int, int, Cue]] = []
+    for cue in cues:
+        if not (math.isfinite(cue.start_s) and math.isfinite(cue.end_s)) or cue.start_s < 0:
+            raise ValueError(f"cue {cue.text!r}: times must be finite and non-negative")
+        if not cue.text.strip():
+            raise ValueError(f"cue at {cue.start_s:.3f}s has no text")
+        timed.append((round(cue.start_s * 1000), round(cue.end_s * 1000), cue))
+    timed.sort(key=lambda item: (item[0], item[1]))
+
+    blocks = ["WEBVTT"]
+    for index, (start, end, cue) in enumerate(timed):
+        if index + 1 < len(timed):
+            end = min(end, timed[index + 1][0])
+        if end <= start:
+            raise ValueError(
+                f"cue {cue.text!r} at {cue.start_s:.3f}s has no duration left (ends at or before its start, "
+                "or another cue starts at the same time)"
+            )
+        speaker = _vtt_escape(cue.speaker)
+        body = _vtt_escape(cue.text)
+        payload = f"<v {speaker}>{body}</v>" if speaker else body
+        blocks.append(f"{_vtt_time(start)} --> {_vtt_time(end)}\n{payload}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def caption_opacity(t_s: float, cue: Cue, fade_s: float = 0.12) -> float:
+    """Opacity of ``cue``'s caption at ``t_s``: a short linear fade in and out, 0 outside the cue."""
+    if not cue.start_s <= t_s < cue.end_s:
+        return 0.0
+    fade = min(max(fade_s, 0.0), (cue.end_s - cue.start_s) / 2)
+    if fade == 0.0:
+        return 1.0
+    return float(min(1.0, (t_s - cue.start_s) / fade, (cue.end_s - t_s) / fade))

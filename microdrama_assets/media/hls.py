@@ -1,0 +1,454 @@
+"""ABR renditions per shot and the episode's CMAF (fMP4) HLS package.
+
+Each shot is encoded on its own into every rung: one decode of the shot, every rung's encoder fed from it. Shots
+are cut into segments that never cross a shot boundary, every segment starts with an IDR, and the fragments'
+decode times are shifted onto the episode timeline, so the episode playlists are assembled from shots and a
+changed shot re-encodes only its own segments. Encoders use no B-frames, so decode time equals presentation time
+and a shot's timeline offset is a plain shift of ``tfdt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import struct
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import av
+import m3u8
+import numpy as np
+
+from .video_io import FPS
+
+MEDIA_PLAYLIST = "index.m3u8"
+MASTER_PLAYLIST = "master.m3u8"
+INIT_SEGMENT = "init.mp4"
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    width: int
+    height: int
+    bitrate_kbps: int
+    maxrate_kbps: int
+
+
+# 9:16 transposition of Apple's authoring ladder (see DESIGN-NOTES): peaks capped by maxrate.
+LADDER: tuple[Rung, ...] = (
+    Rung("1080p", 1080, 1920, 5000, 6500),
+    Rung("720p", 720, 1280, 2500, 3200),
+    Rung("360p", 360, 640, 550, 700),
+)
+
+
+@dataclass(frozen=True)
+class EncodePreset:
+    name: str
+    x264_preset: str
+    segment_s: float = 2.0
+
+
+PRESETS = {
+    "final": EncodePreset("final", "veryfast"),
+    "draft": EncodePreset("draft", "ultrafast"),
+}
+
+
+def segment_plan(n_frames: int, segment_frames: int) -> list[int]:
+    """Frames per segment for one shot: as few segments as fit ``segment_frames``, split evenly, so a shot never
+    ends in a sliver of a segment and no segment crosses a shot boundary."""
+    count = max(1, math.ceil(n_frames / segment_frames))
+    base, extra = divmod(n_frames, count)
+    return [base + (1 if index < extra else 0) for index in range(count)]
+
+
+@dataclass(frozen=True)
+class Segment:
+    uri: str
+    frames: int
+    bytes: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / FPS
+
+
+@dataclass(frozen=True)
+class ShotRendition:
+    rung: str
+    width: int
+    height: int
+    codecs: str
+    init_sha256: str
+    start_frame: int
+    segments: tuple[Segment, ...]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(payload: dict) -> "ShotRendition":
+        return ShotRendition(**{**payload, "segments": tuple(Segment(**s) for s in payload["segments"])})
+
+
+def _open_rung_output(directory: Path, rung: Rung, preset: EncodePreset, segment_frames: int):
+    directory.mkdir(parents=True, exist_ok=True)
+    container = av.open(
+        str(directory / MEDIA_PLAYLIST),
+        "w",
+        format="hls",
+        options={
+            # Cut at every keyframe; keyframes are forced exactly where segment_plan says.
+            "hls_time": "0.1",
+            "hls_segment_type": "fmp4",
+            "hls_playlist_type": "vod",
+            "hls_fmp4_init_filename": INIT_SEGMENT,
+            "hls_segment_filename": str(directory / "seg_%03d.m4s"),
+            "hls_flags": "independent_segments",
+            # Without edit lists every shot's init segment is byte-identical, so one serves the whole episode.
+            "hls_segment_options": "use_editlist=0",
+        },
+    )
+    stream = container.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = rung.width, rung.height, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, FPS)
+    stream.bit_rate = rung.bitrate_kbps * 1000
+    stream.options = {
+        "preset": preset.x264_preset,
+        "profile": "high",
+        "g": str(segment_frames),
+        "keyint_min": str(segment_frames),
+        "sc_threshold": "0",
+        "bf": "0",
+        "forced-idr": "1",
+        "maxrate": f"{rung.maxrate_kbps}k",
+        "bufsize": f"{rung.maxrate_kbps}k",
+        "x264-params": "open-gop=0",
+    }
+    return container, stream
+
+
+def encode_shot_renditions(
+    frames: Iterable[av.VideoFrame],
+    n_frames: int,
+    start_frame: int,
+    out_dirs: dict[str, Path],
+    preset: EncodePreset,
+    ladder: tuple[Rung, ...] = LADDER,
+) -> dict[str, ShotRendition]:
+    """Encode one shot into every rung of ``ladder`` from a single pass over its decoded frames."""
+    segment_frames = round(preset.segment_s * FPS)
+    plan = segment_plan(n_frames, segment_frames)
+    segment_starts = set(np.cumsum([0] + plan[:-1]).tolist())
+    outputs = {rung.name: _open_rung_output(out_dirs[rung.name], rung, preset, segment_frames) for rung in ladder}
+    written = 0
+    try:
+        for frame in frames:
+            if written >= n_frames:
+                raise ValueError(f"shot has more than the {n_frames} frames its manifest says")
+            for rung in ladder:
+                container, stream = outputs[rung.name]
+                out_frame = frame if (frame.width, frame.height) == (rung.width, rung.height) else frame.reformat(
+                    width=rung.width, height=rung.height, format="yuv420p", interpolation="AREA"
+                )
+                # Set on every frame: a decoded frame carries its own picture type, which would force extra IDRs.
+                out_frame.pts, out_frame.time_base = written, Fraction(1, FPS)
+                out_frame.pict_type = av.video.frame.PictureType.I if written in segment_starts else av.video.frame.PictureType.NONE
+                container.mux(stream.encode(out_frame))
+            written += 1
+        for container, stream in outputs.values():
+            container.mux(stream.encode(None))
+    finally:
+        for container, _ in outputs.values():
+            container.close()
+    if written != n_frames:
+        raise ValueError(f"shot decoded to {written} frames, manifest says {n_frames}")
+    return {
+        rung.name: _finish_rendition(out_dirs[rung.name], rung, plan, start_frame) for rung in ladder
+    }
+
+
+def _finish_rendition(directory: Path, rung: Rung, plan: list[int], start_frame: int) -> ShotRendition:
+    playlist = m3u8.load(str(directory / MEDIA_PLAYLIST))
+    if len(playlist.segments) != len(plan):
+        raise RuntimeError(f"{rung.name}: muxer cut {len(playlist.segments)} segments, planned {len(plan)}")
+    timescale = media_timescale(directory / INIT_SEGMENT)
+    ticks_per_frame = Fraction(timescale, FPS)
+    if ticks_per_frame.denominator != 1:
+        raise RuntimeError(f"{rung.name}: timescale {timescale} does not hold whole frames at {FPS} fps")
+    segments = []
+    for segment, frames in zip(playlist.segments, plan):
+        path = directory / segment.uri
+        shift_fragment_times(path, start_frame * int(ticks_per_frame))
+        segments.append(Segment(segment.uri, frames, path.stat().st_size))
+    (directory / MEDIA_PLAYLIST).unlink()  # the episode playlist is assembled from rendition.json, not this
+    return ShotRendition(
+        rung=rung.name,
+        width=rung.width,
+        height=rung.height,
+        codecs=codecs_string(directory / INIT_SEGMENT),
+        init_sha256=hashlib.sha256((directory / INIT_SEGMENT).read_bytes()).hexdigest(),
+        start_frame=start_frame,
+        segments=tuple(segments),
+    )
+
+
+# --- fMP4 box surgery: only fixed-size fields are rewritten, so no box changes size --------------------------
+_CONTAINER_BOXES = {b"moof", b"traf"}
+
+
+def _boxes(data: bytearray, start: int, end: int):
+    offset = start
+    while offset + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        header = 8
+        if size == 1:
+            size, header = struct.unpack_from(">Q", data, offset + 8)[0], 16
+        elif size == 0:
+            size = end - offset
+        if size < header or offset + size > end:
+            raise ValueError(f"malformed MP4 box {kind!r} at byte {offset}")
+        yield kind, offset, header, size
+        offset += size
+
+
+def _shift_field(data: bytearray, offset: int, version: int, shift: int, what: str) -> None:
+    fmt = ">Q" if version == 1 else ">I"
+    value = struct.unpack_from(fmt, data, offset)[0] + shift
+    if value < 0:
+        raise ValueError(f"{what} would become negative after shifting by {shift}")
+    if version == 0 and value >= 2**32:
+        raise ValueError(f"{what} overflows its 32-bit field after shifting")
+    struct.pack_into(fmt, data, offset, value)
+
+
+def shift_fragment_times(path: Path, shift_ticks: int) -> None:
+    """Move a CMAF segment along the timeline: add ``shift_ticks`` to every tfdt and to sidx's earliest time."""
+    data = bytearray(path.read_bytes())
+
+    def walk(start: int, end: int) -> None:
+        for kind, offset, header, size in _boxes(data, start, end):
+            body = offset + header
+            if kind == b"tfdt":
+                _shift_field(data, body + 4, data[body], shift_ticks, "tfdt")
+            elif kind == b"sidx":
+                # version, flags, reference_ID, timescale, then earliest_presentation_time
+                _shift_field(data, body + 12, data[body], shift_ticks, "sidx earliest_presentation_time")
+            elif kind in _CONTAINER_BOXES:
+                walk(body, offset + size)
+
+    walk(0, len(data))
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def fragment_decode_times(path: Path) -> list[int]:
+    """Every tfdt in a segment (the validator and tests read timelines back with this)."""
+    data = bytearray(path.read_bytes())
+    times: list[int] = []
+
+    def walk(start: int, end: int) -> None:
+        for kind, offset, header, size in _boxes(data, start, end):
+            body = offset + header
+            if kind == b"tfdt":
+                times.append(struct.unpack_from(">Q" if data[body] == 1 else ">I", data, body + 4)[0])
+            elif kind in _CONTAINER_BOXES:
+                walk(body, offset + size)
+
+    walk(0, len(data))
+    return times
+
+
+# --- probing -----------------------------------------------------------------------------------------------
+def media_timescale(init_path: Path) -> int:
+    with av.open(str(init_path)) as container:
+        return container.streams[0].time_base.denominator
+
+
+_AAC_OBJECT_TYPES = {"LC": 2, "HE-AAC": 5, "HE-AACv2": 29}
+
+
+def codecs_string(init_path: Path) -> str:
+    """RFC 6381 codec string read from the init segment's own decoder configuration."""
+    with av.open(str(init_path)) as container:
+        stream = container.streams[0]
+        context = stream.codec_context
+        if context.name == "h264":
+            avcc = bytes(context.extradata or b"")
+            if len(avcc) < 4 or avcc[0] != 1:
+                raise ValueError(f"{init_path}: no avcC decoder configuration")
+            return f"avc1.{avcc[1]:02X}{avcc[2]:02X}{avcc[3]:02X}"
+        if context.name == "aac":
+            return f"mp4a.40.{_AAC_OBJECT_TYPES.get(context.profile or 'LC', 2)}"
+        raise ValueError(f"{init_path}: no codec string known for {context.name}")
+
+
+# --- audio ---------------------------------------------------------------------------------------------------
+def encode_audio_m4a(stereo: np.ndarray, sample_rate: int, output: Path, bitrate_kbps: int = 128) -> None:
+    """The episode mix as AAC-LC in an .m4a (for the master file)."""
+    with av.open(str(output), "w", format="mp4") as container:
+        _encode_audio(container, stereo, sample_rate, bitrate_kbps)
+
+
+def encode_audio_hls(stereo: np.ndarray, sample_rate: int, directory: Path, segment_s: float, bitrate_kbps: int = 128) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    with av.open(
+        str(directory / MEDIA_PLAYLIST),
+        "w",
+        format="hls",
+        options={
+            "hls_time": str(segment_s),
+            "hls_segment_type": "fmp4",
+            "hls_playlist_type": "vod",
+            "hls_fmp4_init_filename": INIT_SEGMENT,
+            "hls_segment_filename": str(directory / "seg_%03d.m4s"),
+            "hls_flags": "independent_segments",
+        },
+    ) as container:
+        _encode_audio(container, stereo, sample_rate, bitrate_kbps)
+
+
+def _encode_audio(container, stereo: np.ndarray, sample_rate: int, bitrate_kbps: int) -> None:
+    if stereo.ndim != 2 or stereo.shape[1] != 2:
+        raise ValueError(f"expected stereo audio shaped (n, 2), got {stereo.shape}")
+    stream = container.add_stream("aac", rate=sample_rate, layout="stereo")
+    stream.bit_rate = bitrate_kbps * 1000
+    planar = np.ascontiguousarray(np.clip(stereo, -1.0, 1.0).T.astype(np.float32))
+    chunk = 1024 * 16
+    for start in range(0, planar.shape[1], chunk):
+        frame = av.AudioFrame.from_ndarray(planar[:, start : start + chunk], format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+# --- package assembly ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VariantFigures:
+    rung: str
+    width: int
+    height: int
+    codecs: str
+    average_bps: int
+    peak_bps: int
+    playlist: str
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _media_playlist(segments: list[tuple[str, float]], init_uri: str | None) -> str:
+    playlist = m3u8.M3U8()
+    playlist.version = 7
+    playlist.playlist_type = "vod"
+    playlist.is_independent_segments = True
+    playlist.is_endlist = True
+    playlist.media_sequence = 0
+    playlist.target_duration = max(1, math.ceil(max(duration for _, duration in segments) - 1e-9))
+    init = {"uri": init_uri} if init_uri else None
+    for uri, duration in segments:
+        playlist.add_segment(m3u8.Segment(uri=uri, duration=duration, init_section=init))
+    return playlist.dumps()
+
+
+def segment_bitrates(sizes_and_durations: list[tuple[int, float]]) -> tuple[int, int]:
+    """(average, peak) bits per second over a media playlist's segments."""
+    total_bytes = sum(size for size, _ in sizes_and_durations)
+    total_s = sum(duration for _, duration in sizes_and_durations)
+    peak = max(size * 8 / duration for size, duration in sizes_and_durations)
+    return round(total_bytes * 8 / total_s), round(peak)
+
+
+def assemble_video_rendition(
+    shots: list[tuple[str, Path, ShotRendition]], package_dir: Path, rung: Rung
+) -> VariantFigures:
+    """Link every shot's segments of one rung into the package and write its media playlist."""
+    directory = package_dir / "video" / rung.name
+    directory.mkdir(parents=True, exist_ok=True)
+    init_hashes = {rendition.init_sha256 for _, _, rendition in shots}
+    if len(init_hashes) != 1:
+        raise ValueError(
+            f"{rung.name}: shots were encoded with different settings (init segments differ); re-render them together"
+        )
+    first_dir = shots[0][1]
+    _link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
+    entries, figures = [], []
+    expected_start = 0
+    ticks_per_frame = media_timescale(first_dir / INIT_SEGMENT) // FPS
+    for shot_id, shot_dir, rendition in shots:
+        # An earlier shot changed length: move this shot's fragments along the timeline instead of re-encoding.
+        shift_frames = expected_start - rendition.start_frame
+        for segment in rendition.segments:
+            name = f"{shot_id}_{segment.uri}"
+            if shift_frames:
+                shutil.copyfile(shot_dir / segment.uri, directory / name)
+                shift_fragment_times(directory / name, shift_frames * ticks_per_frame)
+            else:
+                _link_or_copy(shot_dir / segment.uri, directory / name)
+            entries.append((name, segment.duration_s))
+            figures.append((segment.bytes, segment.duration_s))
+            expected_start += segment.frames
+    (directory / MEDIA_PLAYLIST).write_text(_media_playlist(entries, INIT_SEGMENT), encoding="utf-8")
+    average, peak = segment_bitrates(figures)
+    return VariantFigures(rung.name, rung.width, rung.height, shots[0][2].codecs, average, peak,
+                          f"video/{rung.name}/{MEDIA_PLAYLIST}")
+
+
+def audio_rendition_figures(directory: Path) -> tuple[str, int, int]:
+    """(codecs, average bps, peak bps) of an audio HLS rendition written by ``encode_audio_hls``."""
+    playlist = m3u8.load(str(directory / MEDIA_PLAYLIST))
+    figures = [((directory / s.uri).stat().st_size, s.duration) for s in playlist.segments]
+    average, peak = segment_bitrates(figures)
+    return codecs_string(directory / INIT_SEGMENT), average, peak
+
+
+def write_subtitles_playlist(vtt_text: str, duration_s: float, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "captions.vtt").write_text(vtt_text, encoding="utf-8")
+    (directory / MEDIA_PLAYLIST).write_text(_media_playlist([("captions.vtt", duration_s)], None), encoding="utf-8")
+
+
+def write_master_playlist(
+    package_dir: Path,
+    variants: list[VariantFigures],
+    audio: tuple[str, int, int],
+    language: str,
+    has_subtitles: bool,
+) -> Path:
+    audio_codecs, audio_average, audio_peak = audio
+    master = m3u8.M3U8()
+    master.version = 7
+    master.is_independent_segments = True
+    master.add_media(m3u8.Media(uri=f"audio/{MEDIA_PLAYLIST}", type="AUDIO", group_id="audio", language=language,
+                                name="Main", default="YES", autoselect="YES", channels="2"))
+    if has_subtitles:
+        master.add_media(m3u8.Media(uri=f"subs/{MEDIA_PLAYLIST}", type="SUBTITLES", group_id="subs",
+                                    language=language, name="Captions", default="YES", autoselect="YES", forced="NO"))
+    for variant in sorted(variants, key=lambda v: v.peak_bps):
+        stream_info = {
+            "bandwidth": variant.peak_bps + audio_peak,
+            "average_bandwidth": variant.average_bps + audio_average,
+            "codecs": f"{variant.codecs},{audio_codecs}",
+            "resolution": f"{variant.width}x{variant.height}",
+            "frame_rate": float(FPS),
+            "audio": "audio",
+        }
+        if has_subtitles:
+            stream_info["subtitles"] = "subs"
+        master.add_playlist(m3u8.Playlist(uri=variant.playlist, stream_info=stream_info, media=master.media,
+                                          base_uri=None))
+    path = package_dir / MASTER_PLAYLIST
+    path.write_text(master.dumps(), encoding="utf-8")
+    return path
+

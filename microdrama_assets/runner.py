@@ -1,0 +1,112 @@
+"""Drives the asset graph for one episode on a Dagster instance: plan, render every shot (one run per shot
+partition), assemble. The CLI and the benchmark use it; sensors do the same through the daemon.
+
+Shot runs are independent, so with a persistent instance they run in parallel worker processes: motion and
+compositing are single-threaded Python/NumPy work that overlaps well with the encoders' own threads."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from .artifacts import EpisodeArtifacts
+from .definitions import make_definitions
+from .episodes import write_request
+from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
+from .media.hls import MASTER_PLAYLIST
+from .partitions import episode_partitions, shot_partition_key
+from .storage import ArtifactStore
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class PipelineFailed(RuntimeError):
+    """A run failed; the message is the failing step and its error."""
+
+
+def instance_for(project_dir: Path) -> DagsterInstance:
+    """The persistent instance: DAGSTER_HOME if set, else ``.dagster_home`` in the project directory."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str((project_dir / ".dagster_home").resolve())
+        os.environ["DAGSTER_HOME"] = home
+    Path(home).mkdir(parents=True, exist_ok=True)
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.write_text("# Defaults: SQLite storage in this directory. See README for PostgreSQL.\n", encoding="utf-8")
+    return DagsterInstance.get()
+
+
+def _execute(defs, instance: DagsterInstance, job_name: str, partition_key, label: str) -> ExecuteInProcessResult:
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition_key, run_config=QUIET_LOGS, raise_on_error=False
+    )
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        detail = "; ".join(
+            f"{e.step_key}: {e.step_failure_data.error.message.strip().splitlines()[-1]}" for e in failures
+        ) or "run failed"
+        raise PipelineFailed(f"{label} failed (run {result.run_id}): {detail}")
+    return result
+
+
+def _render_shot_in_worker(data_root: str, encode_preset: str | None, episode_id: str, shot_id: str) -> float:
+    """Runs in a worker process against the same persistent instance (DAGSTER_HOME is inherited)."""
+    started = time.perf_counter()
+    _execute(make_definitions(data_root=data_root, encode_preset=encode_preset), DagsterInstance.get(),
+             render_shot_job.name, shot_partition_key(episode_id, shot_id), f"shot {shot_id}")
+    return time.perf_counter() - started
+
+
+class EpisodeRunner:
+    def __init__(self, data_root: str | Path, instance: DagsterInstance, encode_preset: str | None = None,
+                 workers: int = 1, progress: Callable[[str], None] = lambda message: None):
+        self.store = ArtifactStore(data_root)
+        self.encode_preset = encode_preset
+        self.defs = make_definitions(data_root=str(self.store.root), encode_preset=encode_preset)
+        self.instance, self.progress = instance, progress
+        # An ephemeral instance lives in this process only, so its runs cannot be shared with workers.
+        self.workers = 1 if instance.is_ephemeral else max(1, workers)
+
+    def _run(self, job_name: str, partition_key, label: str) -> ExecuteInProcessResult:
+        started = time.perf_counter()
+        result = _execute(self.defs, self.instance, job_name, partition_key, label)
+        self.progress(f"{label} done in {time.perf_counter() - started:.1f}s")
+        return result
+
+    def make_episode(self, episode_id: str, logline: str, shots: int, seed: int,
+                     duration_s: float | None = None) -> Path:
+        write_request(self.store, episode_id, logline, shots, seed, source="cli", duration_s=duration_s)
+        if not self.instance.has_dynamic_partition(episode_partitions.name, episode_id):
+            self.instance.add_dynamic_partitions(episode_partitions.name, [episode_id])
+        self._run(plan_episode_job.name, episode_id, f"plan {episode_id}")
+        manifest = EpisodeArtifacts(self.store, episode_id).manifest()
+        self.progress(f"planned '{manifest.title}': {len(manifest.shots)} shots, {manifest.duration_s:.1f}s")
+        return self.render_and_assemble(episode_id, manifest.shot_ids)
+
+    def render_and_assemble(self, episode_id: str, shot_ids: list[str]) -> Path:
+        manifest = EpisodeArtifacts(self.store, episode_id).manifest()
+        for shot_id in shot_ids:
+            manifest.shot(shot_id)  # unknown shots fail here, before anything runs
+        self._render_shots(episode_id, shot_ids)
+        self._run(assemble_episode_job.name, episode_id, f"assemble {episode_id}")
+        return EpisodeArtifacts(self.store, episode_id).hls_dir / MASTER_PLAYLIST
+
+    def _render_shots(self, episode_id: str, shot_ids: list[str]) -> None:
+        if self.workers == 1 or len(shot_ids) == 1:
+            for number, shot_id in enumerate(shot_ids, 1):
+                self._run(render_shot_job.name, shot_partition_key(episode_id, shot_id),
+                          f"shot {shot_id} ({number}/{len(shot_ids)})")
+            return
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(shot_ids)), mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_render_shot_in_worker, str(self.store.root), self.encode_preset, episode_id, shot_id): shot_id
+                       for shot_id in shot_ids}
+            for done, future in enumerate(as_completed(futures), 1):
+                seconds = future.result()
+                self.progress(f"shot {futures[future]} ({done}/{len(shot_ids)}) done in {seconds:.1f}s")

@@ -1,0 +1,125 @@
+"""Sensors: new logline files start episodes; finished plans fan out into shot runs; finished shots assemble."""
+
+import hashlib
+import json
+from pathlib import Path
+
+from dagster import (AssetKey, AssetRecordsFilter, ConfigurableResource, DagsterInstance, DagsterRunStatus,
+                     DefaultSensorStatus, RunRequest, RunStatusSensorContext, SensorEvaluationContext, SensorResult,
+                     SkipReason, run_status_sensor, sensor)
+from pydantic import Field
+
+from .artifacts import EpisodeArtifacts
+from .episodes import BadRequest, clean_logline, write_request
+from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
+from .partitions import episode_partitions, shot_partition_key
+from .resources import ArtifactStoreResource
+
+LOGLINE_SUFFIX = ".txt"
+MAX_LOGLINE_FILE_BYTES = 4096
+
+
+class LoglineInbox(ConfigurableResource):
+    """The folder the sensor watches: one ``<episode-id>.txt`` file per episode, its text the logline.
+    Optional ``shots: N``, ``seed: S`` and ``duration: SECONDS`` lines after the logline set those options."""
+
+    path: str = Field(default="loglines")
+    default_shots: int = 6
+
+    def parse(self, file: Path) -> tuple[str, str, dict]:
+        """(episode_id, logline, options) or BadRequest naming what is wrong with the file."""
+        episode_id = file.stem
+        if file.stat().st_size > MAX_LOGLINE_FILE_BYTES:
+            raise BadRequest(f"file is larger than {MAX_LOGLINE_FILE_BYTES} bytes")
+        try:
+            lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise BadRequest("file is not UTF-8 text") from None
+        if not lines:
+            raise BadRequest("logline is empty")
+        options: dict = {"shots": self.default_shots, "seed": 0, "duration_s": None}
+        names = {"shots": "shots", "seed": "seed", "duration": "duration_s"}
+        for line in lines[1:]:
+            key, _, value = (part.strip().lower() for part in line.partition(":"))
+            if key not in names or not value.replace(".", "", 1).isdigit():
+                raise BadRequest(f"unexpected line {line[:60]!r}; after the logline only 'shots: N', 'seed: S' "
+                                 "and 'duration: SECONDS' are allowed")
+            options[names[key]] = float(value) if key == "duration" else int(float(value))
+        return episode_id, clean_logline(lines[0]), options
+
+
+def _fingerprint(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:16]
+
+
+@sensor(job=plan_episode_job, minimum_interval_seconds=10, default_status=DefaultSensorStatus.RUNNING)
+def logline_sensor(context: SensorEvaluationContext, loglines: LoglineInbox, store: ArtifactStoreResource):
+    """Start an episode for every new logline file. The cursor remembers each file's content fingerprint, so a
+    file is started once (a changed file is a new request); malformed files are logged once and skipped."""
+    folder = Path(loglines.path)
+    if not folder.is_dir():
+        return SkipReason(f"loglines folder {folder.resolve()} does not exist")
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    run_requests, new_episodes = [], []
+    for file in sorted(folder.glob(f"*{LOGLINE_SUFFIX}")):
+        fingerprint = _fingerprint(file)
+        if seen.get(file.name) == fingerprint:
+            continue
+        seen[file.name] = fingerprint
+        try:
+            episode_id, logline, options = loglines.parse(file)
+            write_request(store.store(), episode_id, logline, source=f"loglines:{file.name}", **options)
+        except (BadRequest, ValueError) as exc:
+            context.log.warning(f"skipping logline file {file.name}: {exc}")
+            continue
+        new_episodes.append(episode_id)
+        run_requests.append(RunRequest(run_key=f"{episode_id}:{fingerprint}", partition_key=episode_id,
+                                       tags={"microdrama/source": file.name}))
+    known = set(context.instance.get_dynamic_partitions(episode_partitions.name))
+    to_add = [e for e in dict.fromkeys(new_episodes) if e not in known]
+    return SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[episode_partitions.build_add_request(to_add)] if to_add else [],
+        cursor=json.dumps(seen, sort_keys=True),
+    )
+
+
+@run_status_sensor(run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[plan_episode_job],
+                   request_job=render_shot_job, default_status=DefaultSensorStatus.RUNNING)
+def shot_fanout_sensor(context: RunStatusSensorContext, store: ArtifactStoreResource):
+    """A planned episode gets one render run per shot."""
+    episode_id = context.dagster_run.tags.get("dagster/partition")
+    if not episode_id:
+        return SkipReason("plan run has no partition")
+    manifest = EpisodeArtifacts(store.store(), episode_id).manifest()
+    return [
+        RunRequest(run_key=f"{context.dagster_run.run_id}:{shot.id}",
+                   partition_key=shot_partition_key(episode_id, shot.id))
+        for shot in manifest.shots
+    ]
+
+
+@run_status_sensor(run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[render_shot_job],
+                   request_job=assemble_episode_job, default_status=DefaultSensorStatus.RUNNING)
+def assembly_sensor(context: RunStatusSensorContext, store: ArtifactStoreResource):
+    """Once every shot of an episode has renditions newer than its manifest, assemble the episode (once per
+    distinct set of shot renders)."""
+    episode_id = context.dagster_run.tags.get("dagster/partition/episode")
+    if not episode_id:
+        return SkipReason("render run has no episode partition")
+    manifest = EpisodeArtifacts(store.store(), episode_id).manifest()
+    planned = _latest_storage_id(context.instance, "episode_manifest", episode_id) or 0
+    storage_ids = []
+    for shot in manifest.shots:
+        rendered = _latest_storage_id(context.instance, "shot_renditions", str(shot_partition_key(episode_id, shot.id)))
+        if rendered is None or rendered < planned:
+            return SkipReason(f"episode {episode_id}: shot {shot.id} not rendered since the last plan")
+        storage_ids.append(str(rendered))
+    return RunRequest(run_key=f"assemble:{episode_id}:{'-'.join(storage_ids)}", partition_key=episode_id)
+
+
+def _latest_storage_id(instance: DagsterInstance, asset: str, partition: str) -> int | None:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].storage_id if records else None

@@ -1,0 +1,33 @@
+import subprocess
+import sys
+
+import pytest
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "microdrama_assets.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["episode", "   "], "logline is empty"),
+        (["episode", "A logline", "--episode-id", "../escape"], "invalid episode id"),
+        (["episode", "A logline", "--episode-id", "a/b"], "invalid episode id"),
+        (["rerender", "..", "--shot", "s01"], "invalid episode id"),
+        (["rerender", "ep", "--shot", "../s01"], "invalid shot id"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(tmp_path, args, message):
+    result = _cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "microdrama_data").exists()
+
+
+def test_rerender_of_unknown_episode_fails_cleanly(tmp_path):
+    result = _cli("rerender", "never-made", "--shot", "s01", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "never-made" in result.stderr and "episode_manifest" in result.stderr

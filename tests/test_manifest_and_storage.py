@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+from microdrama_assets.media.manifest import ManifestError, manifest_json_schema, parse_manifest
+from microdrama_assets.storage import ArtifactStore, StorageError
+
+
+def test_invalid_manifest_names_the_field(small_manifest):
+    data = json.loads(small_manifest.model_dump_json())
+    data["shots"][1]["camera"] = "dolly_zoom"
+    with pytest.raises(ManifestError, match=r"shots\.1\.camera"):
+        parse_manifest(data)
+    data = json.loads(small_manifest.model_dump_json())
+    data["shots"][0]["dialogue"] = [{"speaker": "nobody", "text": "hi"}]
+    with pytest.raises(ManifestError, match="speaker 'nobody'"):
+        parse_manifest(data)
+
+
+def test_manifest_round_trips_and_schema_exports(small_manifest):
+    assert parse_manifest(small_manifest.model_dump_json()) == small_manifest
+    schema = json.loads(manifest_json_schema())
+    assert {"episode_id", "characters", "shots"} <= set(schema["properties"])
+    shot_fields = schema["$defs"]["Shot"]["properties"]
+    assert {"id", "duration_s", "camera", "action", "mood", "framing", "characters", "dialogue"} <= set(shot_fields)
+
+
+def test_timeline_frames_are_exact(small_manifest):
+    starts = [small_manifest.start_frame(s.id) for s in small_manifest.shots]
+    assert starts[0] == 0
+    assert all(b - a == s.frames for a, b, s in zip(starts, starts[1:], small_manifest.shots))
+    assert small_manifest.total_frames == sum(s.frames for s in small_manifest.shots)
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a/b", "..", "", "UPPER", "a,b", "x" * 65, "ep\x00"])
+def test_bad_episode_ids_are_refused(tmp_path, bad):
+    with pytest.raises(ValueError, match="invalid episode id"):
+        ArtifactStore(tmp_path).episode_dir(bad)
+
+
+@pytest.mark.parametrize("part", ["..", "a/b", "", "/abs", "a\\b"])
+def test_path_components_cannot_escape_the_root(tmp_path, part):
+    with pytest.raises(StorageError):
+        ArtifactStore(tmp_path).path("episodes", part, "file")
+
+
+def test_failed_write_keeps_the_previous_artifact(tmp_path):
+    store = ArtifactStore(tmp_path)
+    target = store.episode_path("ep1", "manifest.json")
+    store.write_text(target, "good")
+    with pytest.raises(RuntimeError):
+        with store.writing(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("encoder crashed")
+    assert target.read_text() == "good"
+    assert [p.name for p in target.parent.iterdir()] == ["manifest.json"]
+    directory = store.episode_path("ep1", "hls")
+    with store.writing_dir(directory) as staging:
+        (staging / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with store.writing_dir(directory) as staging:
+            (staging / "b").write_text("2")
+            raise RuntimeError("packaging failed")
+    assert sorted(p.name for p in directory.iterdir()) == ["a"]
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["hls", "manifest.json"]

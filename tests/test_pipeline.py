@@ -1,0 +1,144 @@
+"""End to end through the asset graph: a short episode on the embedded backends, then a single-shot re-render."""
+
+import hashlib
+import json
+
+import av
+import m3u8
+import numpy as np
+import pytest
+from dagster import AssetKey, DagsterInstance
+from scipy.io import wavfile
+
+from conftest import sample_loglines
+from microdrama_assets.artifacts import EpisodeArtifacts
+from microdrama_assets.assets import ALL_ASSETS
+from microdrama_assets.media.audio_mix import measure_loudness
+from microdrama_assets.media.hls import LADDER, MASTER_PLAYLIST
+from microdrama_assets.media.manifest import parse_manifest
+from microdrama_assets.partitions import shot_partition_key, shot_slot_partitions
+from microdrama_assets.runner import EpisodeRunner
+
+EPISODE = "barista-test"
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    instance = DagsterInstance.ephemeral()
+    runner = EpisodeRunner(data, instance)
+    store = runner.store
+    playlist = runner.make_episode(EPISODE, sample_loglines()[0], shots=3, seed=7, duration_s=6.0)
+    return runner, store, instance, playlist
+
+
+def _decode_rendition(directory, tmp_path):
+    playlist = m3u8.load(str(directory / "index.m3u8"))
+    joined = tmp_path / f"{directory.name}.mp4"
+    joined.write_bytes((directory / "init.mp4").read_bytes()
+                       + b"".join((directory / s.uri).read_bytes() for s in playlist.segments))
+    with av.open(str(joined)) as container:
+        return [(f.width, f.height, f.key_frame) for f in container.decode(video=0)], playlist
+
+
+def test_manifest_is_valid_and_every_asset_materialized(produced):
+    runner, store, instance, _ = produced
+    episode = EpisodeArtifacts(store, EPISODE)
+    manifest = parse_manifest(episode.manifest_path.read_bytes())
+    assert [s.id for s in manifest.shots] == ["s01", "s02", "s03"]
+    assert manifest.shots[0].beat.value == "hook" and manifest.shots[-1].beat.value == "cliffhanger"
+    for asset in ALL_ASSETS:
+        assert instance.get_latest_materialization_event(asset.key) is not None, asset.key
+
+
+def test_every_rendition_decodes_at_its_size_and_full_length(produced, tmp_path):
+    _, store, _, playlist = produced
+    manifest = EpisodeArtifacts(store, EPISODE).manifest()
+    for rung in LADDER:
+        frames, media = _decode_rendition(playlist.parent / "video" / rung.name, tmp_path)
+        assert len(frames) == manifest.total_frames
+        assert {(w, h) for w, h, _ in frames} == {(rung.width, rung.height)}
+        assert all(segment.duration <= 2.5 for segment in media.segments)
+        # Every segment starts on an IDR: keyframes exactly at segment starts, shots never share a segment.
+        starts = np.cumsum([0] + [round(s.duration * 30) for s in media.segments[:-1]]).tolist()
+        assert [i for i, (_, _, key) in enumerate(frames) if key] == starts
+        shot_starts = {manifest.start_frame(s.id) for s in manifest.shots}
+        assert shot_starts <= set(starts)
+
+
+def test_master_playlist_lists_every_rendition_with_audio_and_captions(produced):
+    _, store, _, playlist = produced
+    assert playlist.name == MASTER_PLAYLIST and playlist.exists()
+    master = m3u8.load(str(playlist))
+    resolutions = sorted(tuple(p.stream_info.resolution) for p in master.playlists)
+    assert resolutions == sorted((r.width, r.height) for r in LADDER)
+    for variant in master.playlists:
+        assert variant.stream_info.bandwidth > 0 and variant.stream_info.frame_rate == 30
+        assert variant.stream_info.codecs.startswith("avc1.") and "mp4a.40.2" in variant.stream_info.codecs
+        assert (playlist.parent / variant.uri).exists()
+    types = {m.type for m in master.media}
+    assert types == {"AUDIO", "SUBTITLES"}
+    audio = m3u8.load(str(playlist.parent / "audio" / "index.m3u8"))
+    assert audio.segments and all(s.duration <= 2.5 for s in audio.segments)
+    vtt = (playlist.parent / "subs" / "captions.vtt").read_text(encoding="utf-8")
+    assert vtt.startswith("WEBVTT") and "-->" in vtt
+
+
+def test_audio_is_present_loud_enough_and_in_the_master(produced):
+    _, store, _, _ = produced
+    episode = EpisodeArtifacts(store, EPISODE)
+    rate, mix = wavfile.read(episode.mix_wav)
+    assert rate == 48000 and mix.ndim == 2 and mix.shape[1] == 2
+    assert np.sqrt(np.mean(mix.astype(np.float64) ** 2)) > 0.01
+    loudness, _ = measure_loudness(mix.astype(np.float32))
+    assert -17.5 < loudness < -14.5
+    with av.open(str(episode.master_mp4)) as container:
+        assert {s.type for s in container.streams} == {"video", "audio"}
+        audio = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])
+    assert np.abs(audio).max() > 0.05
+
+
+def test_delivery_manifest_matches_the_shot_timeline(produced):
+    _, store, _, _ = produced
+    episode = EpisodeArtifacts(store, EPISODE)
+    manifest = episode.manifest()
+    delivery = json.loads(episode.delivery_json.read_text(encoding="utf-8"))
+    assert [s["id"] for s in delivery["shots"]] == manifest.shot_ids
+    assert delivery["shots"][-1]["end_s"] == pytest.approx(manifest.total_frames / 30, abs=1e-3)
+    assert len(delivery["renditions"]) == len(LADDER) and delivery["synthetic_media"] is True
+    assert (episode.directory / delivery["poster"]).exists()
+
+
+def test_unused_shot_slot_is_skipped_not_failed(produced):
+    runner, store, instance, _ = produced
+    instance.add_dynamic_partitions(shot_slot_partitions.name, ["s09"])
+    result = runner.defs.resolve_job_def("render_shot").execute_in_process(
+        instance=instance, partition_key=shot_partition_key(EPISODE, "s09"))
+    assert result.success
+    assert not result.get_asset_materialization_events()
+    assert not (store.shot_path(EPISODE, "s09")).exists()
+
+
+def _fingerprints(directory):
+    return {str(p.relative_to(directory)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
+    runner, store, instance, playlist = produced
+    episode = EpisodeArtifacts(store, EPISODE)
+    others = {shot: _fingerprints(episode.shot(shot).directory) for shot in ("s01", "s03")}
+    target_before = _fingerprints(episode.shot("s02").directory)
+    runs_before = len(instance.get_runs())
+    runner.render_and_assemble(EPISODE, ["s02"])
+    assert len(instance.get_runs()) == runs_before + 2  # one shot run, one assembly run
+    for shot, fingerprints in others.items():
+        assert _fingerprints(episode.shot(shot).directory) == fingerprints, shot
+    after = _fingerprints(episode.shot("s02").directory)
+    assert after.keys() == target_before.keys()
+    assert all(after[name][0] > target_before[name][0] for name in after)  # rewritten
+    frames, _ = _decode_rendition(playlist.parent / "video" / "360p", tmp_path)
+    assert len(frames) == episode.manifest().total_frames
+    materializations = instance.fetch_materializations(AssetKey("shot_renditions"), limit=100).records
+    assert sum(r.partition_key == shot_partition_key(EPISODE, "s02") for r in materializations) == 2
+    assert sum(r.partition_key == shot_partition_key(EPISODE, "s01") for r in materializations) == 1
