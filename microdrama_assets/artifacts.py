@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from .media.manifest import EpisodeManifest, check_id, parse_manifest
 from .storage import ArtifactStore
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,19 @@ class ShotArtifacts:
     @property
     def keyframes_dir(self) -> Path:
         return self.directory / "keyframes"
+
+    @property
+    def keyframe_layout_path(self) -> Path:
+        return self.keyframes_dir / "layout.json"
+
+    def keyframe_path(self, index: int) -> Path:
+        return self.keyframes_dir / f"keyframe_{index}.png"
+
+    def keyframe_layout(self) -> dict:
+        return json.loads(self.keyframe_layout_path.read_text(encoding="utf-8"))
+
+    def keyframe_images(self) -> list[np.ndarray]:
+        return [read_rgb(self.keyframe_path(k["index"])) for k in self.keyframe_layout()["keyframes"]]
 
     @property
     def dialogue_wav(self) -> Path:

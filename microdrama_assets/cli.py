@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .episodes import BadRequest, clean_logline, episode_id_for
 from .media.manifest import InvalidId, ManifestError, check_id
-from .storage import StorageError
+from .storage import ArtifactStore, StorageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     episode.add_argument("--seed", type=int, default=0)
     episode.add_argument("--duration", type=float, help="target length in seconds (default: 5 per shot)")
     rerender = commands.add_parser("rerender", help="re-render shots of an episode and re-assemble it")
+    stills = commands.add_parser("stills", help="write a keyframe contact sheet and frame grabs of a made episode")
+    stills.add_argument("episode_id")
+    stills.add_argument("--out", type=Path, help="folder for the JPEGs (default: the episode's stills/ folder)")
     for command in (episode, rerender):
         command.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                              help="shots rendered in parallel (default: one per CPU core)")
@@ -39,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
             episode_id = check_id(args.episode_id, "episode id") if args.episode_id else episode_id_for(logline)
         else:
             episode_id = check_id(args.episode_id, "episode id")
-            for shot_id in args.shots:
+            for shot_id in getattr(args, "shots", []):
                 check_id(shot_id, "shot id")
     except (BadRequest, InvalidId) as exc:
         print(f"microdrama: error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "stills":
+        return _stills(episode_id, args.out)
 
     # Dagster is imported only once the input is known to be good: bad input fails fast.
     from dagster import BetaWarning, PreviewWarning
@@ -67,6 +72,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"microdrama: error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 1
     print(playlist)
+    return 0
+
+
+def _stills(episode_id: str, out: Path | None) -> int:
+    """Contact sheet of every keyframe and one frame grab per shot (its middle frame) from the master."""
+    from PIL import Image
+
+    from .artifacts import EpisodeArtifacts
+    from .media.stills import contact_sheet, grab_frames
+    from .resources import default_data_root
+
+    try:
+        episode = EpisodeArtifacts(ArtifactStore(default_data_root()), episode_id)
+        manifest = episode.manifest()
+        master = episode.store.require(episode.master_mp4, "episode_master")
+        keyframes = [image for shot in manifest.shots for image in episode.shot(shot.id).keyframe_images()]
+        middles = [manifest.start_frame(s.id) + s.frames // 2 for s in manifest.shots]
+        grabs = grab_frames(master, middles)
+    except (ManifestError, StorageError, ValueError, OSError) as exc:
+        print(f"microdrama: error: {exc}", file=sys.stderr)
+        return 1
+    out = out or episode.directory / "stills"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, image in (("contact_sheet.jpg", contact_sheet(keyframes, tile_width=180, columns=6)),
+                        ("frame_grabs.jpg", contact_sheet(grabs, tile_width=270, columns=len(grabs)))):
+        path = out / name
+        with episode.store.writing(path) as tmp:
+            Image.fromarray(image).save(tmp, format="JPEG", quality=88)
+        written.append(path)
+    for path in written:
+        print(path)
     return 0
 
 

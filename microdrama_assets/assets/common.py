@@ -2,9 +2,7 @@
 
 import base64
 import io
-from typing import Sequence
 
-import cv2
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, MetadataValue, MultiToSingleDimensionPartitionMapping
 from PIL import Image
@@ -40,28 +38,10 @@ def shot_context(
     return episode, manifest, manifest.shot(keys["shot"]), episode.shot(keys["shot"])
 
 
-def read_rgb(path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=3)
     return buffer.getvalue()
-
-
-def contact_sheet(images: Sequence[np.ndarray], tile_width: int = 180, columns: int = 6, gap: int = 6) -> np.ndarray:
-    """Thumbnails in a grid on a dark background."""
-    tile_height = round(tile_width * images[0].shape[0] / images[0].shape[1])
-    rows = -(-len(images) // columns)
-    cols = min(columns, len(images))
-    sheet = np.full((rows * (tile_height + gap) + gap, cols * (tile_width + gap) + gap, 3), 18, np.uint8)
-    for index, image in enumerate(images):
-        row, col = divmod(index, columns)
-        y, x = gap + row * (tile_height + gap), gap + col * (tile_width + gap)
-        sheet[y : y + tile_height, x : x + tile_width] = cv2.resize(image, (tile_width, tile_height), interpolation=cv2.INTER_AREA)
-    return sheet
 
 
 def image_metadata(image: np.ndarray) -> MetadataValue:

@@ -10,13 +10,13 @@ from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, audi
                          encode_audio_hls, write_master_playlist, write_subtitles_playlist)
 from ..media.manifest import FPS
 from ..media.video_io import probe_video, remux_master
+from ..media.stills import contact_sheet
 from ..partitions import episode_partitions
 from ..resources import ArtifactStoreResource, EncodeSettings
 from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
-from .common import contact_sheet, episode_artifacts, image_metadata, per_episode, read_rgb
+from .common import episode_artifacts, image_metadata, per_episode
 from .compositing import composited_shot, shot_cues
 from .encoding import load_rendition, shot_renditions
-from .keyframes import keyframe_images
 
 
 def _require_shots(episode: EpisodeArtifacts, manifest, artifact: str, produced_by: str) -> None:
@@ -110,8 +110,8 @@ def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResour
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     master = m3u8.load(str(episode.store.require(episode.hls_dir / MASTER_PLAYLIST, "hls_package")))
-    first_frames = [keyframe_images(episode.shot(s.id))[0] for s in manifest.shots]
-    poster = Image.fromarray(read_rgb(episode.shot(manifest.shots[0].id).keyframes_dir / "keyframe_0.png"))
+    first_frames = [episode.shot(s.id).keyframe_images()[0] for s in manifest.shots]
+    poster = Image.fromarray(first_frames[0])
     with episode.store.writing(episode.poster) as tmp:
         poster.save(tmp, format="JPEG", quality=88)
     payload = {

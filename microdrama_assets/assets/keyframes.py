@@ -6,13 +6,13 @@ from dataclasses import asdict
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
+from ..media.stills import contact_sheet
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import contact_sheet, image_metadata, per_episode, png_bytes, read_rgb, shot_context
+from .common import image_metadata, per_episode, png_bytes, shot_context
 from .planning import character_bundles, episode_manifest
 
 POSES_FILE = "poses.json"
-LAYOUT_FILE = "layout.json"
 
 
 def load_plans(storyboard_dir) -> list[KeyframePlan]:
@@ -56,11 +56,11 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
     rendered = [renderer.render(manifest, shot, plan) for plan in plans]
     with episode.store.writing_dir(artifacts.keyframes_dir) as staging:
         for plan, frame in zip(plans, rendered):
-            (staging / f"keyframe_{plan.index}.png").write_bytes(png_bytes(frame.image))
+            (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
             (staging / f"background_{plan.index}.png").write_bytes(png_bytes(frame.background))
         layout = {"keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths]}
                                 for p, f in zip(plans, rendered)]}
-        (staging / LAYOUT_FILE).write_text(json.dumps(layout, indent=2), encoding="utf-8")
+        (staging / artifacts.keyframe_layout_path.name).write_text(json.dumps(layout, indent=2), encoding="utf-8")
     yield MaterializeResult(
         metadata={
             "keyframes": len(rendered),
@@ -72,11 +72,3 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
         }
     )
 
-
-def keyframe_images(artifacts) -> list:
-    layout = json.loads((artifacts.keyframes_dir / LAYOUT_FILE).read_text(encoding="utf-8"))
-    return [read_rgb(artifacts.keyframes_dir / f"keyframe_{k['index']}.png") for k in layout["keyframes"]]
-
-
-def keyframe_layout(artifacts) -> dict:
-    return json.loads((artifacts.keyframes_dir / LAYOUT_FILE).read_text(encoding="utf-8"))

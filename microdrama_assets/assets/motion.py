@@ -9,7 +9,7 @@ from ..media.video_io import write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
 from .common import shot_context
-from .keyframes import keyframe_images, keyframe_layout, keyframes
+from .keyframes import keyframes
 
 
 @asset(partitions_def=shot_partitions, group_name="motion", deps=[keyframes], output_required=False)
@@ -21,8 +21,8 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
         return
     episode, manifest, shot, artifacts = located
     episode.store.require(artifacts.keyframes_dir, "keyframes")
-    images = keyframe_images(artifacts)
-    layout = keyframe_layout(artifacts)
+    images = artifacts.keyframe_images()
+    layout = artifacts.keyframe_layout()
     mover = backends.resolve().motion
     frames = mover.frames(images, shot.camera, shot.frames, shot.seed)
     with episode.store.writing(artifacts.clip) as tmp:

@@ -7,9 +7,10 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from ..media.characters import build_character_bundle
 from ..media.manifest import manifest_json_schema
+from ..media.stills import contact_sheet
 from ..partitions import episode_partitions, shot_slot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import contact_sheet, episode_artifacts, image_metadata, png_bytes
+from .common import episode_artifacts, image_metadata, png_bytes
 
 
 @asset(partitions_def=episode_partitions, group_name="planning")

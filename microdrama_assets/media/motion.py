@@ -16,6 +16,7 @@ import numpy as np
 from .manifest import CameraMove
 
 FLOW_SCALE = 4  # flow and sampling maps are computed at 1/4 resolution, then upsampled
+BLEND_WINDOW = 0.4  # fraction of a keyframe-to-keyframe segment over which the two warps cross-fade
 OCCLUSION_SIGMA_PX = 2.0  # forward/backward disagreement (low-res pixels) at which a source loses half its weight
 
 
@@ -56,6 +57,13 @@ def estimate_flow(image_a: np.ndarray, image_b: np.ndarray) -> FlowPair:
 def _grid(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     height, width = shape[:2]
     return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+
+
+def blend_weight(t: float) -> float:
+    """How much of the later keyframe to show at ``t``. Both warps follow the flow all along; where they
+    disagree (a head turn, a limb crossing a flat colour) a quick switch mid-way reads as motion, while a long
+    50/50 mix reads as a double exposure."""
+    return ease(float(np.clip((t - 0.5) / BLEND_WINDOW + 0.5, 0.0, 1.0)))
 
 
 def ease(t: float) -> float:
@@ -152,8 +160,9 @@ def shot_frames(
         backward_at = _sample(flow.backward, low_x, low_y)
         a_x, a_y = low_x - t * forward_at[..., 0], low_y - t * forward_at[..., 1]
         b_x, b_y = low_x - (1 - t) * backward_at[..., 0], low_y - (1 - t) * backward_at[..., 1]
-        weight_a = (1 - t) * _sample(flow.forward_confidence, a_x, a_y)
-        weight_b = t * _sample(flow.backward_confidence, b_x, b_y)
+        mix = blend_weight(t)
+        weight_a = (1 - mix) * _sample(flow.forward_confidence, a_x, a_y)
+        weight_b = mix * _sample(flow.backward_confidence, b_x, b_y)
         total = weight_a + weight_b
         warped_a = _remap_full(keyframes[pair], (a_x + 0.5) * FLOW_SCALE - 0.5, (a_y + 0.5) * FLOW_SCALE - 0.5, width, height)
         warped_b = _remap_full(keyframes[pair + 1], (b_x + 0.5) * FLOW_SCALE - 0.5, (b_y + 0.5) * FLOW_SCALE - 0.5, width, height)

@@ -34,6 +34,7 @@ HIP = 0.50
 HIP_HALF = 0.052
 KNEE = 0.735
 ANKLE = 0.962
+CLOSE_FIGURE_SCALE = 1.2  # figure height / frame height above which a figure is framed in close-up
 HEAD_YAW = 0.65  # radians of head turn at |facing| = 1 (three-quarter view)
 BODY_YAW = 0.45
 
@@ -390,28 +391,31 @@ def _animate(
     arm_left, arm_right = pose.arm_left, pose.arm_right
     # The arm on the side the figure faces is the one that gestures towards the partner.
     gesture_side = "left" if (pose.facing >= 0) != pose.back_to_camera else "right"
+    # A figure filling the frame shows the same turn or gesture with a fraction of the movement, and big
+    # moves in close-up are what frame interpolation cannot carry without double images.
+    reach = 1.0 if pose.scale < CLOSE_FIGURE_SCALE else 0.4
     gesture = 0.0
     if is_actor and not pose.back_to_camera:
         if _mentions(text, _MOVE_WORDS):
             direction = toward or (1.0 if pose.facing >= 0 else -1.0)
             x += direction * travel * energy * (t - 0.5)
-            swing = 0.22 * (1 if index % 2 == 0 else -1)
+            swing = 0.22 * reach * (1 if index % 2 == 0 else -1)
             arm_left, arm_right = arm_left + swing, arm_right - swing
         if _mentions(text, _TURN_WORDS):
             target = pose.facing if abs(pose.facing) > 0.2 else 0.6 * (toward or 1.0)
-            facing = (1 - t) * (-0.3 * target) + t * target
+            facing = target - (1 - t) * 1.3 * reach * target
         if _mentions(text, _GESTURE_WORDS):
             # Forward and at chest height: a higher or longer reach would cover the partner's face.
-            gesture = max(gesture, 0.8 * energy * t)
+            gesture = max(gesture, 0.8 * reach * energy * t)
         if _mentions(text, _HEAD_WORDS):
             tilt += 0.2 * energy * t * (1 if pose.facing >= 0 else -1)
         if _mentions(text, _CHEER_WORDS):
-            arm_left += 0.8 * energy * t
-            arm_right += 0.8 * energy * t
+            arm_left += 0.8 * reach * energy * t
+            arm_right += 0.8 * reach * energy * t
     if _mentions(text, _CLOSER_WORDS) and toward:
         x += toward * 0.5 * travel * t
     if speaks:  # talking hands: small alternating lifts and nods
-        gesture = max(gesture, (0.25 + 0.25 * rng.random()) * (index % 2))
+        gesture = max(gesture, (0.25 + 0.25 * rng.random()) * reach * (index % 2))
         tilt += float(rng.uniform(-0.05, 0.05))
     else:
         tilt += float(rng.uniform(-0.02, 0.02))

@@ -11,14 +11,7 @@ from microdrama_assets.media.manifest import Character, EpisodeManifest
 from microdrama_assets.media.render import render_keyframe
 from microdrama_assets.media.storyboard import plan_keyframes
 
-CHARACTERS = [
-    {"id": "nora", "name": "Nora Vale", "role": "detective", "description": "a detective in a navy suit",
-     "appearance": {"skin": "#e8b894", "hair": "#3a2418", "outfit": "#24345c", "accent": "#d4a030",
-                    "hair_style": "long", "build": "slim", "height": 0.96}, "voice": {}},
-    {"id": "omar", "name": "Omar Reyes", "role": "barista", "description": "a cheerful barista",
-     "appearance": {"skin": "#8a5a3c", "hair": "#141010", "outfit": "#c0462c", "accent": "#f0d060",
-                    "hair_style": "short", "build": "broad", "height": 1.05}, "voice": {}},
-]  # fmt: skip
+from .cast import CHARACTERS
 
 
 def make_manifest(framing: str, mood: str, location: str, time_of_day: str, seed: int) -> EpisodeManifest:

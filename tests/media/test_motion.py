@@ -54,3 +54,26 @@ def test_keyframe_times_span_the_shot():
     assert keyframe_times(150, 1) == [0]
     assert keyframe_times(150, 2) == [0, 149]
     assert keyframe_times(150, 3) == [0, 74, 149] or keyframe_times(150, 3) == [0, 75, 149]
+
+
+def test_in_betweens_of_rendered_poses_beat_a_crossfade():
+    """Against the renderer's own in-between pose (storyboard poses interpolated), the flow-based in-between is
+    closer than a cross-fade of the two keyframes."""
+    from dataclasses import fields, replace
+
+    from conftest import build_manifest
+    from microdrama_assets.media.render import render_keyframe
+    from microdrama_assets.media.storyboard import KeyframePlan, plan_keyframes
+
+    manifest = build_manifest(shot_seconds=(3.0,))
+    shot = manifest.shots[0].model_copy(update={"action": "Maya walks over and turns to Victor."})
+    first, last = plan_keyframes(shot, manifest)
+    halfway = KeyframePlan(first.index, tuple(
+        replace(a, **{f.name: (getattr(a, f.name) + getattr(b, f.name)) / 2
+                      for f in fields(a) if isinstance(getattr(a, f.name), float)})
+        for a, b in zip(first.figures, last.figures)))
+    key_a, key_b = (render_keyframe(manifest, shot, plan).image for plan in (first, last))
+    truth = render_keyframe(manifest, shot, halfway).image.astype(int)
+    middle = list(shot_frames([key_a, key_b], CameraMove.static, 3, seed=1))[1]
+    crossfade = (key_a.astype(int) + key_b) / 2
+    assert np.abs(middle.astype(int) - truth).mean() < 0.8 * np.abs(crossfade - truth).mean()
