@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from .episodes import BadRequest, clean_logline, episode_id_for
@@ -51,11 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         return _stills(episode_id, args.out)
 
     # Dagster is imported only once the input is known to be good: bad input fails fast.
-    from dagster import BetaWarning, PreviewWarning
-
-    # Our use of beta APIs (the built-in multi-partition mapping) is deliberate; users need not see it.
-    warnings.filterwarnings("ignore", category=BetaWarning)
-    warnings.filterwarnings("ignore", category=PreviewWarning)
     from .resources import default_data_root
     from .runner import EpisodeRunner, PipelineFailed, instance_for
 

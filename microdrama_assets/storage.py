@@ -19,6 +19,13 @@ from typing import Iterator
 from .media.manifest import check_id
 
 
+def _umasked(mode: int) -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return mode & ~current
+
+
+
 class StorageError(ValueError):
     """A key that would leave the storage root, or an artifact that is not there."""
 
@@ -66,6 +73,8 @@ class ArtifactStore:
         tmp_path = Path(tmp)
         try:
             yield tmp_path
+            # mkstemp makes private files; artifacts are served (HLS) and shared, so give them normal modes.
+            os.chmod(tmp_path, _umasked(0o666))
             os.replace(tmp_path, path)
         finally:
             tmp_path.unlink(missing_ok=True)
@@ -88,6 +97,7 @@ class ArtifactStore:
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
         try:
             yield staging
+            os.chmod(staging, _umasked(0o777))
             retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             if path.exists():
                 os.replace(path, retired)

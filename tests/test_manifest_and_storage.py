@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 
@@ -63,3 +64,17 @@ def test_failed_write_keeps_the_previous_artifact(tmp_path):
             raise RuntimeError("packaging failed")
     assert sorted(p.name for p in directory.iterdir()) == ["a"]
     assert sorted(p.name for p in directory.parent.iterdir()) == ["hls", "manifest.json"]
+
+
+def test_artifacts_are_readable_by_others(tmp_path):
+    """Temp files start private; published artifacts (an HLS folder behind a web server) must not."""
+    store = ArtifactStore(tmp_path)
+    previous = os.umask(0o022)
+    try:
+        target = store.write_text(store.episode_path("ep1", "delivery.json"), "{}")
+        with store.writing_dir(store.episode_path("ep1", "hls")) as staging:
+            (staging / "master.m3u8").write_text("#EXTM3U\n")
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o044 == 0o044
+    assert store.episode_path("ep1", "hls").stat().st_mode & 0o055 == 0o055

@@ -2,16 +2,21 @@
 
 import base64
 import io
+import warnings
 
 import numpy as np
-from dagster import AssetDep, AssetExecutionContext, MetadataValue, MultiToSingleDimensionPartitionMapping
+from dagster import AssetDep, AssetExecutionContext, BetaWarning, MetadataValue, MultiToSingleDimensionPartitionMapping
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts, ShotArtifacts
 from ..media.manifest import EpisodeManifest, Shot
 from ..resources import ArtifactStoreResource
 
-EPISODE_DIMENSION = MultiToSingleDimensionPartitionMapping(partition_dimension_name="episode")
+# The built-in mapping is marked beta, but custom PartitionMapping classes are ignored by backfills, so this is
+# the supported way to map an episode onto its shot cells; the warning says nothing a user can act on.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)
+    EPISODE_DIMENSION = MultiToSingleDimensionPartitionMapping(partition_dimension_name="episode")
 
 
 def per_episode(asset) -> AssetDep:

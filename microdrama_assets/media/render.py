@@ -1255,7 +1255,7 @@ def _paint_body(
     trousers = _swatch(_mix(hex_rgb(look.outfit), (36, 38, 52), 0.72), key, ambient)
     shoes = _swatch((44, 36, 34), key, ambient)
     back = pose.back_to_camera
-    neck, r_sh, l_sh, r_hip, l_hip = p[1], p[2], p[5], p[8], p[11]
+    neck, r_sh, l_sh = p[1], p[2], p[5]
     # Which arm is nearer the camera: turning towards a side swings that side's shoulder away.
     turn = pose.facing
     far_side = None if abs(turn) < 0.25 else ("right" if turn > 0 else "left")  # screen side of the far arm
@@ -1419,7 +1419,6 @@ def _long_hair_back(head: HeadGeometry) -> list[tuple[float, float]]:
 
 def _paint_head(painter: _Painter, character: Character, head: HeadGeometry, skin: _Swatch, hair: _Swatch, back: bool, brow: float, ambient: Colour) -> None:
     style = character.appearance.hair_style
-    unit = painter.unit
     jaw = 0.1 * math.sin(head.yaw) if not back else 0.0
     side_depth = 0.4 * math.sin(head.yaw)
     depth_left, depth_right = 0.08 + max(side_depth, 0.0), 0.08 + max(-side_depth, 0.0)

@@ -1,12 +1,10 @@
-from fractions import Fraction
-
 import av
 import cv2
 import m3u8
 import numpy as np
 import pytest
 
-from microdrama_assets.media.hls import (INIT_SEGMENT, LADDER, MASTER_PLAYLIST, PRESETS, Rung, assemble_video_rendition,
+from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, PRESETS, Rung, assemble_video_rendition,
                                          audio_rendition_figures, codecs_string, encode_audio_hls, encode_shot_renditions,
                                          fragment_decode_times, segment_plan, write_master_playlist)
 from microdrama_assets.media.video_io import MezzanineSettings, decode_frames, write_mezzanine
