@@ -7,7 +7,7 @@ import av
 import m3u8
 import numpy as np
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from scipy.io import wavfile
 
 from conftest import sample_loglines
@@ -49,6 +49,9 @@ def test_manifest_is_valid_and_every_asset_materialized(produced):
     assert manifest.shots[0].beat.value == "hook" and manifest.shots[-1].beat.value == "cliffhanger"
     for asset in ALL_ASSETS:
         assert instance.get_latest_materialization_event(asset.key) is not None, asset.key
+    check = AssetCheckKey(AssetKey("hls_package"), "package_is_valid")
+    executions = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
+    assert executions and executions[0].status.value == "SUCCEEDED"
 
 
 def test_every_rendition_decodes_at_its_size_and_full_length(produced, tmp_path):

@@ -1,7 +1,8 @@
 """Episode assembly: captions, the master file, the HLS package and the delivery manifest for the player."""
 
 import m3u8
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Failure, MaterializeResult,
+                     MetadataValue, asset)
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts
@@ -9,6 +10,7 @@ from ..media.captions import build_webvtt
 from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, audio_rendition_figures,
                          encode_audio_hls, write_master_playlist, write_subtitles_playlist)
 from ..media.manifest import FPS
+from ..media.validate import validate_package
 from ..media.video_io import probe_video, remux_master
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions
@@ -17,6 +19,8 @@ from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
 from .common import episode_artifacts, image_metadata, per_episode
 from .compositing import composited_shot, shot_cues
 from .encoding import load_rendition, shot_renditions
+
+PACKAGE_CHECK = "package_is_valid"
 
 
 def _require_shots(episode: EpisodeArtifacts, manifest, artifact: str, produced_by: str) -> None:
@@ -68,10 +72,14 @@ def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource)
 
 
 @asset(partitions_def=episode_partitions, group_name="delivery",
-       deps=[per_episode(shot_renditions), episode_audio, episode_captions])
+       deps=[per_episode(shot_renditions), episode_audio, episode_captions],
+       check_specs=[AssetCheckSpec(PACKAGE_CHECK, asset="hls_package", blocking=True,
+                                   description="playlists and segments probed: IDRs, durations, timeline, "
+                                               "CODECS, declared vs measured bitrates, rendition alignment")])
 def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, encode: EncodeSettings) -> MaterializeResult:
     """CMAF HLS: per-rung media playlists assembled from the shots' segments, an AAC audio rendition, WebVTT
-    subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS."""
+    subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS. The
+    package is validated before it replaces the published one, so a bad package never reaches players."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     _require_shots(episode, manifest, "renditions_dir", "shot_renditions")
@@ -88,6 +96,10 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
         encode_audio_hls(mix, 48000, staging / "audio", encode.segment_seconds)
         write_subtitles_playlist(episode.captions_vtt.read_text(encoding="utf-8"), manifest.duration_s, staging / "subs")
         write_master_playlist(staging, variants, audio_rendition_figures(staging / "audio"), manifest.language, True)
+        report = validate_package(staging)
+        if not report.ok:
+            raise Failure(f"episode {episode.episode_id}: the HLS package failed validation; the published package "
+                          f"is unchanged. Problems: " + "; ".join(report.problems[:10]))
     master = episode.hls_dir / MASTER_PLAYLIST
     return MaterializeResult(
         metadata={
@@ -97,9 +109,11 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
                     f"| {v.rung} | {v.width}x{v.height} | {v.codecs} | {v.average_bps // 1000} | {v.peak_bps // 1000} |"
                     for v in variants)
             ),
-            "segments": sum(len(m3u8.load(str(episode.hls_dir / v.playlist)).segments) for v in variants),
-            "duration_s": round(manifest.duration_s, 3),
-        }
+            "segments": report.segments,
+            "duration_s": round(report.duration_s, 3),
+        },
+        check_results=[AssetCheckResult(check_name=PACKAGE_CHECK, passed=True,
+                                        metadata={"variants": report.variants, "segments": report.segments})],
     )
 
 

@@ -1,15 +1,10 @@
 import av
-import cv2
 import m3u8
-import numpy as np
-import pytest
 
-from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, PRESETS, Rung, assemble_video_rendition,
-                                         audio_rendition_figures, codecs_string, encode_audio_hls, encode_shot_renditions,
-                                         fragment_decode_times, segment_plan, write_master_playlist)
-from microdrama_assets.media.video_io import MezzanineSettings, decode_frames, write_mezzanine
+from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, Rung, assemble_video_rendition,
+                                         codecs_string, fragment_decode_times, segment_plan)
 
-SMALL = (Rung("360p", 360, 640, 550, 700), Rung("234p", 234, 416, 150, 180))
+from .conftest import SMALL
 
 
 def test_segment_plan_never_leaves_slivers():
@@ -22,29 +17,6 @@ def test_segment_plan_never_leaves_slivers():
         assert sum(plan) == frames and max(plan) <= 60
         if frames >= 60:
             assert min(plan) >= 30
-
-
-@pytest.fixture(scope="module")
-def two_shot_package(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hls")
-    rng = np.random.default_rng(3)
-    base = cv2.GaussianBlur(rng.integers(0, 255, (640, 360, 3), dtype=np.uint8), (0, 0), 4)
-    shots = [("s01", 0, 75), ("s02", 75, 50)]
-    renditions = {}
-    for shot_id, start, frames in shots:
-        write_mezzanine(root / f"{shot_id}.mp4", (np.roll(base, 3 * (start + i), axis=1) for i in range(frames)),
-                        360, 640, MezzanineSettings())
-        renditions[shot_id] = encode_shot_renditions(
-            decode_frames(root / f"{shot_id}.mp4"), frames, start,
-            {r.name: root / shot_id / r.name for r in SMALL}, PRESETS["draft"], SMALL)
-    package = root / "package"
-    variants = [assemble_video_rendition([(s, root / s / r.name, renditions[s][r.name]) for s, _, _ in shots], package, r)
-                for r in SMALL]
-    t = np.arange(int(48000 * 125 / 30)) / 48000
-    encode_audio_hls(np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2, 1).astype(np.float32), 48000,
-                     package / "audio", 2.0)
-    write_master_playlist(package, variants, audio_rendition_figures(package / "audio"), "en", False)
-    return root, package, renditions
 
 
 def test_timeline_is_continuous_across_shots(two_shot_package):
