@@ -43,21 +43,31 @@ class ShotArtifacts:
     def keyframe_images(self) -> list[np.ndarray]:
         return [read_rgb(self.keyframe_path(k["index"])) for k in self.keyframe_layout()["keyframes"]]
 
+    # Artifacts made of several files live in one directory each, written aside and swapped in whole, so a
+    # clip never pairs with another render's mouth track, nor a dialogue track with another's timings.
+    @property
+    def dialogue_dir(self) -> Path:
+        return self.directory / "dialogue"
+
     @property
     def dialogue_wav(self) -> Path:
-        return self.directory / "dialogue.wav"
+        return self.dialogue_dir / "dialogue.wav"
 
     @property
     def dialogue_json(self) -> Path:
-        return self.directory / "dialogue.json"
+        return self.dialogue_dir / "dialogue.json"
+
+    @property
+    def clip_dir(self) -> Path:
+        return self.directory / "clip"
 
     @property
     def clip(self) -> Path:
-        return self.directory / "clip.mp4"
+        return self.clip_dir / "clip.mp4"
 
     @property
     def clip_track(self) -> Path:
-        return self.directory / "clip_track.json"
+        return self.clip_dir / "track.json"
 
     @property
     def composited(self) -> Path:
@@ -97,12 +107,16 @@ class EpisodeArtifacts:
         return ShotArtifacts(self.store.shot_path(self.episode_id, shot_id))
 
     @property
+    def audio_dir(self) -> Path:
+        return self.directory / "audio"
+
+    @property
     def mix_wav(self) -> Path:
-        return self.directory / "audio" / "mix.wav"
+        return self.audio_dir / "mix.wav"
 
     @property
     def mix_m4a(self) -> Path:
-        return self.directory / "audio" / "mix.m4a"
+        return self.audio_dir / "mix.m4a"
 
     @property
     def captions_vtt(self) -> Path:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .episodes import BadRequest, clean_logline, episode_id_for
+from .episodes import BadRequest, check_options, clean_logline, episode_id_for
 from .media.manifest import InvalidId, ManifestError, check_id
 from .storage import ArtifactStore, StorageError
 
@@ -39,10 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "episode":
             logline = clean_logline(args.logline)
             episode_id = check_id(args.episode_id, "episode id") if args.episode_id else episode_id_for(logline)
+            check_options(args.shots, args.seed, args.duration)
         else:
             episode_id = check_id(args.episode_id, "episode id")
             for shot_id in getattr(args, "shots", []):
                 check_id(shot_id, "shot id")
+        if getattr(args, "workers", 1) < 1:
+            raise BadRequest(f"--workers must be at least 1, got {args.workers}")
     except (BadRequest, InvalidId) as exc:
         print(f"microdrama: error: {exc}", file=sys.stderr)
         return 2
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return _stills(episode_id, args.out)
 
     # Dagster is imported only once the input is known to be good: bad input fails fast.
+    from dagster import DagsterError
     from .resources import default_data_root
     from .runner import EpisodeRunner, PipelineFailed, instance_for
 
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             playlist = runner.make_episode(episode_id, logline, args.shots, args.seed, args.duration)
         else:
             playlist = runner.render_and_assemble(episode_id, args.shots)
-    except (BadRequest, ManifestError, StorageError, KeyError, PipelineFailed) as exc:
+    except (BadRequest, ManifestError, StorageError, KeyError, PipelineFailed, DagsterError) as exc:
         print(f"microdrama: error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 1
     print(playlist)

@@ -39,12 +39,8 @@ def episode_id_for(logline: str) -> str:
     return f"{slug}-{digest}"
 
 
-def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: int, seed: int, source: str,
-                  duration_s: float | None = None) -> dict:
-    try:
-        check_id(episode_id, "episode id")
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+def check_options(shots: int, seed: int, duration_s: float | None) -> float:
+    """Validate episode options; returns the target duration (default: 5 s per shot)."""
     if not 1 <= shots <= MAX_SHOTS:
         raise BadRequest(f"shots must be between 1 and {MAX_SHOTS}, got {shots}")
     if not 0 <= seed < 2**31:
@@ -52,6 +48,16 @@ def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: in
     duration_s = SECONDS_PER_SHOT * shots if duration_s is None else duration_s
     if not shots * 1.0 <= duration_s <= MAX_DURATION_S:
         raise BadRequest(f"duration must be between {shots} s (1 s per shot) and {MAX_DURATION_S:g} s, got {duration_s:g}")
+    return duration_s
+
+
+def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: int, seed: int, source: str,
+                  duration_s: float | None = None) -> dict:
+    try:
+        check_id(episode_id, "episode id")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    duration_s = check_options(shots, seed, duration_s)
     request = {"logline": clean_logline(logline), "shots": shots, "seed": seed, "duration_s": duration_s,
                "source": source}
     store.write_json(EpisodeArtifacts(store, episode_id).request, request)

@@ -20,7 +20,7 @@ from .definitions import make_definitions
 from .episodes import write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .media.hls import MASTER_PLAYLIST
-from .partitions import episode_partitions, shot_partition_key
+from .partitions import episode_partitions, shot_partition_key, shot_slot_partitions
 from .storage import ArtifactStore
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -83,8 +83,7 @@ class EpisodeRunner:
     def make_episode(self, episode_id: str, logline: str, shots: int, seed: int,
                      duration_s: float | None = None) -> Path:
         write_request(self.store, episode_id, logline, shots, seed, source="cli", duration_s=duration_s)
-        if not self.instance.has_dynamic_partition(episode_partitions.name, episode_id):
-            self.instance.add_dynamic_partitions(episode_partitions.name, [episode_id])
+        self._ensure_partitions(episode_partitions.name, [episode_id])
         self._run(plan_episode_job.name, episode_id, f"plan {episode_id}")
         manifest = EpisodeArtifacts(self.store, episode_id).manifest()
         self.progress(f"planned '{manifest.title}': {len(manifest.shots)} shots, {manifest.duration_s:.1f}s")
@@ -92,11 +91,21 @@ class EpisodeRunner:
 
     def render_and_assemble(self, episode_id: str, shot_ids: list[str]) -> Path:
         manifest = EpisodeArtifacts(self.store, episode_id).manifest()
+        shot_ids = list(dict.fromkeys(shot_ids))  # the same shot twice would race itself
         for shot_id in shot_ids:
             manifest.shot(shot_id)  # unknown shots fail here, before anything runs
+        # The data may outlive the instance (a new DAGSTER_HOME, another machine): register its partitions.
+        self._ensure_partitions(episode_partitions.name, [episode_id])
+        self._ensure_partitions(shot_slot_partitions.name, manifest.shot_ids)
         self._render_shots(episode_id, shot_ids)
         self._run(assemble_episode_job.name, episode_id, f"assemble {episode_id}")
         return EpisodeArtifacts(self.store, episode_id).hls_dir / MASTER_PLAYLIST
+
+    def _ensure_partitions(self, partitions_name: str, keys: list[str]) -> None:
+        known = set(self.instance.get_dynamic_partitions(partitions_name))
+        missing = [key for key in keys if key not in known]
+        if missing:
+            self.instance.add_dynamic_partitions(partitions_name, missing)
 
     def _render_shots(self, episode_id: str, shot_ids: list[str]) -> None:
         if self.workers == 1 or len(shot_ids) == 1:
@@ -108,5 +117,10 @@ class EpisodeRunner:
             futures = {pool.submit(_render_shot_in_worker, str(self.store.root), self.encode_preset, episode_id, shot_id): shot_id
                        for shot_id in shot_ids}
             for done, future in enumerate(as_completed(futures), 1):
-                seconds = future.result()
+                try:
+                    seconds = future.result()
+                except Exception:
+                    # Report the failure now rather than after every other queued shot has rendered.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
                 self.progress(f"shot {futures[future]} ({done}/{len(shot_ids)}) done in {seconds:.1f}s")

@@ -29,10 +29,8 @@ class LoglineInbox(ConfigurableResource):
     def parse(self, file: Path) -> tuple[str, str, dict]:
         """(episode_id, logline, options) or BadRequest naming what is wrong with the file."""
         episode_id = file.stem
-        if file.stat().st_size > MAX_LOGLINE_FILE_BYTES:
-            raise BadRequest(f"file is larger than {MAX_LOGLINE_FILE_BYTES} bytes")
         try:
-            lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            lines = [line.strip() for line in file.read_bytes().decode("utf-8").splitlines() if line.strip()]
         except UnicodeDecodeError:
             raise BadRequest("file is not UTF-8 text") from None
         if not lines:
@@ -41,14 +39,19 @@ class LoglineInbox(ConfigurableResource):
         names = {"shots": "shots", "seed": "seed", "duration": "duration_s"}
         for line in lines[1:]:
             key, _, value = (part.strip().lower() for part in line.partition(":"))
-            if key not in names or not value.replace(".", "", 1).isdigit():
+            whole_number = value.isdigit()
+            if key not in names or not (whole_number or (key == "duration" and value.replace(".", "", 1).isdigit())):
                 raise BadRequest(f"unexpected line {line[:60]!r}; after the logline only 'shots: N', 'seed: S' "
-                                 "and 'duration: SECONDS' are allowed")
-            options[names[key]] = float(value) if key == "duration" else int(float(value))
+                                 "and 'duration: SECONDS' are allowed (N and S whole numbers)")
+            options[names[key]] = float(value) if key == "duration" else int(value)
         return episode_id, clean_logline(lines[0]), options
 
 
 def _fingerprint(file: Path) -> str:
+    """Size and mtime first: an unchanged file is recognised without reading it, an oversized one never is read."""
+    stat = file.stat()
+    if stat.st_size > MAX_LOGLINE_FILE_BYTES:
+        return f"oversized:{stat.st_size}:{stat.st_mtime_ns}"
     return hashlib.sha256(file.read_bytes()).hexdigest()[:16]
 
 
@@ -62,14 +65,22 @@ def logline_sensor(context: SensorEvaluationContext, loglines: LoglineInbox, sto
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     run_requests, new_episodes = [], []
     for file in sorted(folder.glob(f"*{LOGLINE_SUFFIX}")):
-        fingerprint = _fingerprint(file)
+        try:
+            if not file.is_file():
+                continue
+            fingerprint = _fingerprint(file)
+        except OSError as exc:  # removed or unreadable between listing and reading: try again next tick
+            context.log.warning(f"cannot read logline file {file.name}: {exc}")
+            continue
         if seen.get(file.name) == fingerprint:
             continue
         seen[file.name] = fingerprint
         try:
+            if fingerprint.startswith("oversized:"):
+                raise BadRequest(f"file is larger than {MAX_LOGLINE_FILE_BYTES} bytes")
             episode_id, logline, options = loglines.parse(file)
             write_request(store.store(), episode_id, logline, source=f"loglines:{file.name}", **options)
-        except (BadRequest, ValueError) as exc:
+        except (BadRequest, ValueError, OSError) as exc:
             context.log.warning(f"skipping logline file {file.name}: {exc}")
             continue
         new_episodes.append(episode_id)

@@ -19,10 +19,18 @@ from typing import Iterator
 from .media.manifest import check_id
 
 
-def _umasked(mode: int) -> int:
-    current = os.umask(0)
+def _read_umask() -> int:
+    current = os.umask(0o022)
     os.umask(current)
-    return mode & ~current
+    return current
+
+
+# Read once at import: os.umask can only be read by setting it, which would race with other threads later.
+_UMASK = _read_umask()
+
+
+def _umasked(mode: int) -> int:
+    return mode & ~_UMASK
 
 
 
@@ -99,9 +107,17 @@ class ArtifactStore:
             yield staging
             os.chmod(staging, _umasked(0o777))
             retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            if path.exists():
+            had_previous = path.exists()
+            if had_previous:
                 os.replace(path, retired)
-            os.replace(staging, path)
+            # Between these two renames the directory is briefly absent; readers retry. If the second rename
+            # fails (another writer got there first), the previous artifact goes back where it was.
+            try:
+                os.replace(staging, path)
+            except OSError:
+                if had_previous and not path.exists():
+                    os.replace(retired, path)
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -5,8 +6,10 @@ import pytest
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "microdrama_assets.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    # Data and instance inside the test's folder, whatever the caller's environment points at.
+    env = {**os.environ, "MICRODRAMA_DATA": str(cwd / "microdrama_data"), "DAGSTER_HOME": str(cwd / "dagster_home")}
+    return subprocess.run([sys.executable, "-m", "microdrama_assets.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -17,13 +20,17 @@ def _cli(*args, cwd):
         (["episode", "A logline", "--episode-id", "a/b"], "invalid episode id"),
         (["rerender", "..", "--shot", "s01"], "invalid episode id"),
         (["rerender", "ep", "--shot", "../s01"], "invalid shot id"),
+        (["episode", "A logline", "--episode-id", "abc\n"], "invalid episode id"),
+        (["episode", "A logline", "--shots", "0"], "shots must be between 1 and 40"),
+        (["episode", "A logline", "--duration", "0.5"], "duration must be between"),
+        (["episode", "A logline", "--seed", "-1"], "seed must be between"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, args, message):
     result = _cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
-    assert not (tmp_path / "microdrama_data").exists()
+    assert not (tmp_path / "microdrama_data").exists() and not (tmp_path / "dagster_home").exists()
 
 
 def test_rerender_of_unknown_episode_fails_cleanly(tmp_path):

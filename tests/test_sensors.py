@@ -62,3 +62,18 @@ def test_malformed_files_are_logged_once_and_do_not_stop_good_ones(tmp_path, cap
 def test_missing_folder_skips_with_a_reason(tmp_path):
     result, _ = _evaluate(DagsterInstance.ephemeral(), tmp_path / "nope", tmp_path / "data")
     assert "does not exist" in result.skip_message
+
+
+def test_directories_oversized_and_fractional_files_do_not_break_the_sensor(tmp_path, capfd):
+    folder, data = tmp_path / "loglines", tmp_path / "data"
+    folder.mkdir()
+    (folder / "folder.txt").mkdir()
+    (folder / "huge.txt").write_text("A" * 10_000)
+    (folder / "half.txt").write_text("A logline.\nshots: 4.5\n")
+    (folder / "fine.txt").write_text("A ghostwriter finds her own obituary in the draft she was hired to finish.")
+    result, _ = _evaluate(DagsterInstance.ephemeral(), folder, data)
+    assert [r.partition_key for r in result.run_requests] == ["fine"]
+    err = capfd.readouterr().err
+    assert "huge.txt: file is larger than 4096 bytes" in err
+    assert "half.txt: unexpected line 'shots: 4.5'" in err
+    assert "folder.txt" not in err

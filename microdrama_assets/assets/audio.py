@@ -47,9 +47,10 @@ def dialogue_audio(context: AssetExecutionContext, store: ArtifactStoreResource,
             "duration_s": speech.duration_s, "samples": len(speech.samples),
             "phonemes": [[p.start_s, p.end_s, p.symbol] for p in speech.phonemes],
         })
-    with episode.store.writing(artifacts.dialogue_wav) as tmp:
-        wavfile.write(tmp, SAMPLE_RATE, track)
-    episode.store.write_json(artifacts.dialogue_json, {"voice_backend": voice.name, "lines": lines})
+    with episode.store.writing_dir(artifacts.dialogue_dir) as staging:
+        wavfile.write(staging / artifacts.dialogue_wav.name, SAMPLE_RATE, track)
+        (staging / artifacts.dialogue_json.name).write_text(
+            json.dumps({"voice_backend": voice.name, "lines": lines}, indent=2, ensure_ascii=False), encoding="utf-8")
     yield MaterializeResult(
         metadata={
             "lines": len(lines),
@@ -83,10 +84,9 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
     music = np.pad(music, ((0, max(0, len(dialogue) - len(music))), (0, 0)))[: len(dialogue)]
     mix = mix_episode(dialogue, music)
     loudness, true_peak = measure_loudness(mix)
-    with episode.store.writing(episode.mix_wav) as tmp:
-        wavfile.write(tmp, SAMPLE_RATE, mix.astype(np.float32))
-    with episode.store.writing(episode.mix_m4a) as tmp:
-        encode_audio_m4a(mix, SAMPLE_RATE, tmp)
+    with episode.store.writing_dir(episode.audio_dir) as staging:
+        wavfile.write(staging / episode.mix_wav.name, SAMPLE_RATE, mix.astype(np.float32))
+        encode_audio_m4a(mix, SAMPLE_RATE, staging / episode.mix_m4a.name)
     return MaterializeResult(
         metadata={
             "duration_s": round(len(mix) / SAMPLE_RATE, 3),

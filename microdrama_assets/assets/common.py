@@ -3,9 +3,10 @@
 import base64
 import io
 import warnings
+from typing import Iterator
 
 import numpy as np
-from dagster import AssetDep, AssetExecutionContext, BetaWarning, MetadataValue, MultiToSingleDimensionPartitionMapping
+from dagster import AssetDep, AssetExecutionContext, BetaWarning, Failure, MetadataValue, MultiToSingleDimensionPartitionMapping
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts, ShotArtifacts
@@ -41,6 +42,19 @@ def shot_context(
         )
         return None
     return episode, manifest, manifest.shot(keys["shot"]), episode.shot(keys["shot"])
+
+
+def exactly(frames: Iterator[np.ndarray], count: int, what: str) -> Iterator[np.ndarray]:
+    """Pass frames through, failing (inside the caller's atomic write, so nothing is published) unless there
+    are exactly ``count``."""
+    produced = 0
+    for frame in frames:
+        produced += 1
+        if produced > count:
+            raise Failure(f"{what}: more than the {count} frames the manifest gives")
+        yield frame
+    if produced != count:
+        raise Failure(f"{what}: {produced} frames, the manifest gives {count}")
 
 
 def png_bytes(image: np.ndarray) -> bytes:

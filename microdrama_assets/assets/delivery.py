@@ -1,8 +1,7 @@
 """Episode assembly: captions, the master file, the HLS package and the delivery manifest for the player."""
 
 import m3u8
-from dagster import (AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Failure, MaterializeResult,
-                     MetadataValue, asset)
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts
@@ -15,12 +14,11 @@ from ..media.video_io import probe_video, remux_master
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions
 from ..resources import ArtifactStoreResource, EncodeSettings
+from ..media.audio_mix import SAMPLE_RATE
 from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
 from .common import episode_artifacts, image_metadata, per_episode
 from .compositing import composited_shot, shot_cues
 from .encoding import load_rendition, shot_renditions
-
-PACKAGE_CHECK = "package_is_valid"
 
 
 def _require_shots(episode: EpisodeArtifacts, manifest, artifact: str, produced_by: str) -> None:
@@ -47,15 +45,18 @@ def episode_captions(context: AssetExecutionContext, store: ArtifactStoreResourc
 @asset(partitions_def=episode_partitions, group_name="delivery",
        deps=[per_episode(composited_shot), episode_audio, episode_captions])
 def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
-    """The mezzanine master: every composited shot end to end (stream copy) with the mixed AAC audio, plus a
-    WebVTT sidecar."""
+    """The mezzanine master: every composited shot end to end (stream copy) with the mixed AAC audio; its
+    captions are the episode's captions.vtt beside it."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     _require_shots(episode, manifest, "composited", "composited_shot")
     episode.store.require(episode.mix_m4a, "episode_audio")
-    with episode.store.writing(episode.master_mp4) as tmp:
-        remux_master([episode.shot(s.id).composited for s in manifest.shots], [s.frames for s in manifest.shots],
-                     episode.mix_m4a, tmp)
+    try:
+        with episode.store.writing(episode.master_mp4) as tmp:
+            remux_master([episode.shot(s.id).composited for s in manifest.shots], [s.frames for s in manifest.shots],
+                         episode.mix_m4a, tmp)
+    except ValueError as exc:
+        raise Failure(f"episode {episode.episode_id}: {exc}") from None
     probe = probe_video(episode.master_mp4)
     if probe.frames != manifest.total_frames:
         raise Failure(f"master has {probe.frames} frames, the manifest {manifest.total_frames}")
@@ -72,28 +73,32 @@ def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource)
 
 
 @asset(partitions_def=episode_partitions, group_name="delivery",
-       deps=[per_episode(shot_renditions), episode_audio, episode_captions],
-       check_specs=[AssetCheckSpec(PACKAGE_CHECK, asset="hls_package", blocking=True,
-                                   description="playlists and segments probed: IDRs, durations, timeline, "
-                                               "CODECS, declared vs measured bitrates, rendition alignment")])
+       deps=[per_episode(shot_renditions), episode_audio, episode_captions])
 def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, encode: EncodeSettings) -> MaterializeResult:
     """CMAF HLS: per-rung media playlists assembled from the shots' segments, an AAC audio rendition, WebVTT
     subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS. The
-    package is validated before it replaces the published one, so a bad package never reaches players."""
+    package is validated (media/validate.py) before it replaces the published one: a package that fails fails
+    this step with the problems listed, and players keep the previous one."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     _require_shots(episode, manifest, "renditions_dir", "shot_renditions")
     mix = read_wav(episode.store.require(episode.mix_wav, "episode_audio"))
+    renditions = {(s.id, rung.name): load_rendition(episode.shot(s.id), rung.name) for s in manifest.shots for rung in LADDER}
+    stale = sorted({shot_id for (shot_id, _), r in renditions.items()
+                    if sum(seg.frames for seg in r.segments) != manifest.shot(shot_id).frames})
+    if stale:
+        raise Failure(f"episode {episode.episode_id}: renditions of {', '.join(stale)} do not match the manifest's "
+                      f"shot lengths; re-render them (microdrama rerender {episode.episode_id} --shot ...)")
     with episode.store.writing_dir(episode.hls_dir) as staging:
         variants = [
             assemble_video_rendition(
-                [(s.id, episode.shot(s.id).renditions_dir / rung.name, load_rendition(episode.shot(s.id), rung.name))
+                [(s.id, episode.shot(s.id).renditions_dir / rung.name, renditions[(s.id, rung.name)])
                  for s in manifest.shots],
                 staging, rung,
             )
             for rung in LADDER
         ]
-        encode_audio_hls(mix, 48000, staging / "audio", encode.segment_seconds)
+        encode_audio_hls(mix, SAMPLE_RATE, staging / "audio", encode.segment_seconds)
         write_subtitles_playlist(episode.captions_vtt.read_text(encoding="utf-8"), manifest.duration_s, staging / "subs")
         write_master_playlist(staging, variants, audio_rendition_figures(staging / "audio"), manifest.language, True)
         report = validate_package(staging)
@@ -111,9 +116,8 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
             ),
             "segments": report.segments,
             "duration_s": round(report.duration_s, 3),
+            "validated": "playlists and every segment probed: IDRs, durations, timeline, CODECS, bitrates, alignment",
         },
-        check_results=[AssetCheckResult(check_name=PACKAGE_CHECK, passed=True,
-                                        metadata={"variants": report.variants, "segments": report.segments})],
     )
 
 

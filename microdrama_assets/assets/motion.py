@@ -1,5 +1,7 @@
 """Motion stage: keyframes become a 30 fps shot clip through optical-flow interpolation and the camera move."""
 
+import json
+
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -8,7 +10,7 @@ from ..media.motion import camera_zoom, track_points
 from ..media.video_io import write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
-from .common import shot_context
+from .common import exactly, shot_context
 from .keyframes import keyframes
 
 
@@ -24,12 +26,12 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
     images = artifacts.keyframe_images()
     layout = artifacts.keyframe_layout()
     mover = backends.resolve().motion
-    frames = mover.frames(images, shot.camera, shot.frames, shot.seed)
-    with episode.store.writing(artifacts.clip) as tmp:
-        written = write_mezzanine(tmp, frames, manifest.width, manifest.height, encode.mezzanine())
-    if written != shot.frames:
-        raise RuntimeError(f"shot {shot.id}: motion produced {written} frames, expected {shot.frames}")
-    episode.store.write_json(artifacts.clip_track, {"mouths": _mouth_tracks(shot, layout, manifest.width, manifest.height)})
+    frames = exactly(mover.frames(images, shot.camera, shot.frames, shot.seed), shot.frames, f"shot {shot.id} motion")
+    with episode.store.writing_dir(artifacts.clip_dir) as staging:
+        written = write_mezzanine(staging / artifacts.clip.name, frames, manifest.width, manifest.height,
+                                  encode.mezzanine())
+        (staging / artifacts.clip_track.name).write_text(
+            json.dumps({"mouths": _mouth_tracks(shot, layout, manifest.width, manifest.height)}), encoding="utf-8")
     yield MaterializeResult(
         metadata={
             "frames": written,

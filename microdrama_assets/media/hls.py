@@ -433,8 +433,10 @@ def write_master_playlist(
     master.add_media(m3u8.Media(uri=f"audio/{MEDIA_PLAYLIST}", type="AUDIO", group_id="audio", language=language,
                                 name="Main", default="YES", autoselect="YES", channels="2"))
     if has_subtitles:
+        # Captions are burned into the picture already: the WebVTT track is there for players and accessibility
+        # tools that want text, and must not switch on by itself and show every line twice.
         master.add_media(m3u8.Media(uri=f"subs/{MEDIA_PLAYLIST}", type="SUBTITLES", group_id="subs",
-                                    language=language, name="Captions", default="YES", autoselect="YES", forced="NO"))
+                                    language=language, name="Captions", default="NO", autoselect="NO", forced="NO"))
     for variant in sorted(variants, key=lambda v: v.peak_bps):
         stream_info = {
             "bandwidth": variant.peak_bps + audio_peak,

@@ -33,7 +33,7 @@ class InvalidId(ValueError):
 
 
 def check_id(value: str, what: str = "id") -> str:
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise InvalidId(
             f"invalid {what} {value!r}: use 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
         )

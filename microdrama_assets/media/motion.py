@@ -13,7 +13,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .manifest import CameraMove
+from .manifest import FPS, CameraMove
 
 FLOW_SCALE = 4  # flow and sampling maps are computed at 1/4 resolution, then upsampled
 BLEND_WINDOW = 0.4  # fraction of a keyframe-to-keyframe segment over which the two warps cross-fade
@@ -71,8 +71,10 @@ def ease(t: float) -> float:
     return t * t * (3.0 - 2.0 * t)
 
 
-def camera_matrix(move: CameraMove, progress: float, width: int, height: int, seed: int) -> np.ndarray:
-    """2x3 affine taking output pixel coordinates to source (keyframe) coordinates at ``progress`` in [0, 1]."""
+def camera_matrix(move: CameraMove, progress: float, width: int, height: int, seed: int,
+                  duration_s: float = 1.0) -> np.ndarray:
+    """2x3 affine taking output pixel coordinates to source (keyframe) coordinates at ``progress`` in [0, 1] of
+    a shot lasting ``duration_s`` (hand-held shake runs in real seconds, whatever the shot's length)."""
     p = ease(progress)
     zoom, shift_x, shift_y, angle = 1.0, 0.0, 0.0, 0.0
     # Moves that translate keep a zoom margin so the frame never shows past the keyframe's edge.
@@ -92,7 +94,7 @@ def camera_matrix(move: CameraMove, progress: float, width: int, height: int, se
     elif move is CameraMove.handheld:
         zoom = 1.05
         phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, 4)
-        time_s = progress * 5.0
+        time_s = progress * duration_s
         # Sum of incommensurate sines: smooth, aperiodic drift like a hand-held camera.
         shift_x = 9.0 * np.sin(2 * np.pi * 0.7 * time_s + phases[0]) + 4.0 * np.sin(2 * np.pi * 1.9 * time_s + phases[1])
         shift_y = 7.0 * np.sin(2 * np.pi * 0.5 * time_s + phases[2]) + 3.0 * np.sin(2 * np.pi * 2.3 * time_s + phases[3])
@@ -143,9 +145,10 @@ def shot_frames(
     out_x, out_y = (small_x + 0.5) * FLOW_SCALE - 0.5, (small_y + 0.5) * FLOW_SCALE - 0.5
     flows: dict[int, FlowPair] = {}
 
+    duration_s = max(n_frames - 1, 1) / FPS
     for frame_index in range(n_frames):
         progress = frame_index / max(n_frames - 1, 1)
-        src_x, src_y = _apply_affine(camera_matrix(camera, progress, width, height, seed), out_x, out_y)
+        src_x, src_y = _apply_affine(camera_matrix(camera, progress, width, height, seed, duration_s), out_x, out_y)
         pair, t = segment_position(frame_index, times)
         if len(keyframes) == 1 or t <= 0.0 or t >= 1.0:
             image = keyframes[0] if len(keyframes) == 1 else keyframes[pair + (1 if t >= 1.0 else 0)]
@@ -188,7 +191,8 @@ def track_points(
     for frame_index in range(n_frames):
         pair, t = segment_position(frame_index, times)
         source = points[0] if len(points) == 1 else (1 - t) * points[pair] + t * points[pair + 1]
-        to_source = camera_matrix(camera, frame_index / max(n_frames - 1, 1), width, height, seed)
+        to_source = camera_matrix(camera, frame_index / max(n_frames - 1, 1), width, height, seed,
+                                  max(n_frames - 1, 1) / FPS)
         to_output = cv2.invertAffineTransform(to_source)
         track[frame_index] = to_output[:, :2] @ source + to_output[:, 2]
     return track

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import m3u8
 
-from .hls import INIT_SEGMENT, MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale
+from .hls import MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale
 
 SEGMENT_OVERRUN_S = 0.5  # Apple HLS authoring spec: no segment longer than the target duration + 0.5 s
 BITRATE_TOLERANCE = 0.10  # declared vs measured BANDWIDTH / AVERAGE-BANDWIDTH

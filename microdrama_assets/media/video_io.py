@@ -119,6 +119,14 @@ def remux_master(shot_paths: list[Path], shot_frames: list[int], audio_path: Pat
     """Concatenate shot mezzanines by stream copy, interleaved with the mixed audio (AAC in an .m4a)."""
     if not shot_paths:
         raise ValueError("an episode master needs at least one shot")
+    # Stream copy keeps one decoder configuration (SPS/PPS) for the whole file: every shot must share it.
+    configurations = {}
+    for path in shot_paths:
+        with av.open(str(path)) as shot:
+            configurations.setdefault(bytes(shot.streams.video[0].codec_context.extradata or b""), []).append(path.parent.name)
+    if len(configurations) > 1:
+        groups = "; ".join(", ".join(names) for names in configurations.values())
+        raise ValueError(f"shots were encoded with different mezzanine settings ({groups}); re-render them together")
     with av.open(str(output), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         with av.open(str(shot_paths[0])) as first:
             video_out = out.add_stream_from_template(first.streams.video[0])

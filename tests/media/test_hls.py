@@ -4,7 +4,6 @@ import m3u8
 from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, Rung, assemble_video_rendition,
                                          codecs_string, fragment_decode_times, segment_plan)
 
-from .conftest import SMALL
 
 
 def test_segment_plan_never_leaves_slivers():
