@@ -26,6 +26,7 @@ import numpy as np
 from .video_io import FPS
 
 MEDIA_PLAYLIST = "index.m3u8"
+IFRAME_PLAYLIST = "iframes.m3u8"
 MASTER_PLAYLIST = "master.m3u8"
 INIT_SEGMENT = "init.mp4"
 
@@ -266,6 +267,52 @@ def fragment_decode_times(path: Path) -> list[int]:
     return times
 
 
+_TFHD_OPTIONAL = ((0x1, 8), (0x2, 4), (0x8, 4), (0x10, 4), (0x20, 4))  # flag, field size, in box order
+_TRUN_SAMPLE_FIELDS = (0x100, 0x200, 0x400, 0x800)  # duration, size, flags, composition offset
+
+
+def first_sample_range(path: Path) -> tuple[int, int]:
+    """(offset, length) of what a player needs to show a segment's first (IDR) frame: from the start of the first
+    movie fragment through the end of its first sample. I-frame playlists point at these bytes."""
+    data = bytearray(path.read_bytes())
+    for kind, offset, header, size in _boxes(data, 0, len(data)):
+        if kind != b"moof":
+            continue
+        for traf_kind, traf_offset, traf_header, traf_size in _boxes(data, offset + header, offset + size):
+            if traf_kind != b"traf":
+                continue
+            default_size, data_offset, first_size = None, None, None
+            for box, box_offset, box_header, _ in _boxes(data, traf_offset + traf_header, traf_offset + traf_size):
+                body = box_offset + box_header
+                flags = struct.unpack_from(">I", data, body)[0] & 0xFFFFFF
+                if box == b"tfhd":
+                    if flags & 0x1:
+                        raise ValueError(f"{path}: explicit base data offsets are not supported")
+                    field = body + 8
+                    for flag, width in _TFHD_OPTIONAL:
+                        if flags & flag:
+                            if flag == 0x10:
+                                default_size = struct.unpack_from(">I", data, field)[0]
+                            field += width
+                elif box == b"trun":
+                    field = body + 8
+                    if flags & 0x1:
+                        data_offset = struct.unpack_from(">i", data, field)[0]
+                        field += 4
+                    if flags & 0x4:
+                        field += 4
+                    for flag in _TRUN_SAMPLE_FIELDS:
+                        if flags & flag:
+                            if flag == 0x200:
+                                first_size = struct.unpack_from(">I", data, field)[0]
+                            field += 4
+            sample_size = first_size if first_size is not None else default_size
+            if data_offset is None or sample_size is None:
+                raise ValueError(f"{path}: first fragment does not say where its first sample is")
+            return offset, data_offset + sample_size
+    raise ValueError(f"{path}: no movie fragment")
+
+
 # --- probing -----------------------------------------------------------------------------------------------
 def media_timescale(init_path: Path) -> int:
     with av.open(str(init_path)) as container:
@@ -339,6 +386,9 @@ class VariantFigures:
     average_bps: int
     peak_bps: int
     playlist: str
+    iframe_playlist: str
+    iframe_average_bps: int
+    iframe_peak_bps: int
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -348,17 +398,21 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _media_playlist(segments: list[tuple[str, float]], init_uri: str | None) -> str:
+def _media_playlist(segments: list[tuple[str, float]], init_uri: str | None,
+                    byteranges: list[str] | None = None) -> str:
+    """A VOD media playlist; with ``byteranges`` it is an I-frame playlist (one IDR per entry)."""
     playlist = m3u8.M3U8()
     playlist.version = 7
     playlist.playlist_type = "vod"
     playlist.is_independent_segments = True
     playlist.is_endlist = True
+    playlist.is_i_frames_only = byteranges is not None
     playlist.media_sequence = 0
     playlist.target_duration = max(1, math.ceil(max(duration for _, duration in segments) - 1e-9))
     init = {"uri": init_uri} if init_uri else None
-    for uri, duration in segments:
-        playlist.add_segment(m3u8.Segment(uri=uri, duration=duration, init_section=init))
+    for index, (uri, duration) in enumerate(segments):
+        byterange = byteranges[index] if byteranges is not None else None
+        playlist.add_segment(m3u8.Segment(uri=uri, duration=duration, init_section=init, byterange=byterange))
     return playlist.dumps()
 
 
@@ -383,7 +437,7 @@ def assemble_video_rendition(
         )
     first_dir = shots[0][1]
     _link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
-    entries, figures = [], []
+    entries, figures, iframe_ranges, iframe_figures = [], [], [], []
     expected_start = 0
     ticks_per_frame = media_timescale(first_dir / INIT_SEGMENT) // FPS
     for shot_id, shot_dir, rendition in shots:
@@ -398,11 +452,18 @@ def assemble_video_rendition(
                 _link_or_copy(shot_dir / segment.uri, directory / name)
             entries.append((name, segment.duration_s))
             figures.append((segment.bytes, segment.duration_s))
+            # Every segment starts with its only IDR, so an I-frame entry lasts as long as its segment.
+            offset, length = first_sample_range(directory / name)
+            iframe_ranges.append(f"{length}@{offset}")
+            iframe_figures.append((length, segment.duration_s))
             expected_start += segment.frames
     (directory / MEDIA_PLAYLIST).write_text(_media_playlist(entries, INIT_SEGMENT), encoding="utf-8")
+    (directory / IFRAME_PLAYLIST).write_text(_media_playlist(entries, INIT_SEGMENT, iframe_ranges), encoding="utf-8")
     average, peak = segment_bitrates(figures)
+    iframe_average, iframe_peak = segment_bitrates(iframe_figures)
     return VariantFigures(rung.name, rung.width, rung.height, shots[0][2].codecs, average, peak,
-                          f"video/{rung.name}/{MEDIA_PLAYLIST}")
+                          f"video/{rung.name}/{MEDIA_PLAYLIST}", f"video/{rung.name}/{IFRAME_PLAYLIST}",
+                          iframe_average, iframe_peak)
 
 
 def audio_rendition_figures(directory: Path) -> tuple[str, int, int]:
@@ -450,6 +511,10 @@ def write_master_playlist(
             stream_info["subtitles"] = "subs"
         master.add_playlist(m3u8.Playlist(uri=variant.playlist, stream_info=stream_info, media=master.media,
                                           base_uri=None))
+        # I-frame variants (trick play, scrubbing thumbnails) carry no audio: their rates are video alone.
+        master.add_iframe_playlist(m3u8.IFramePlaylist(base_uri=None, uri=variant.iframe_playlist, iframe_stream_info={
+            "bandwidth": variant.iframe_peak_bps, "average_bandwidth": variant.iframe_average_bps,
+            "codecs": variant.codecs, "resolution": f"{variant.width}x{variant.height}"}))
     path = package_dir / MASTER_PLAYLIST
     path.write_text(master.dumps(), encoding="utf-8")
     return path

@@ -116,6 +116,50 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
     )
 
 
+def _check_iframe_playlist(package_dir: Path, iframe: m3u8.IFramePlaylist, report: PackageReport) -> None:
+    label = iframe.uri
+    path = package_dir / iframe.uri
+    if not path.exists():
+        report.problems.append(f"{label}: I-frame playlist missing")
+        return
+    playlist = m3u8.load(str(path))
+    if not playlist.is_i_frames_only:
+        report.problems.append(f"{label}: lacks EXT-X-I-FRAMES-ONLY")
+    if not playlist.segments:
+        report.problems.append(f"{label}: no I-frames")
+        return
+    init = path.parent / playlist.segments[0].init_section.uri
+    ranges = []
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir) / "iframe.mp4"
+        for index, entry in enumerate(playlist.segments):
+            where = f"{label} entry {index} ({entry.uri})"
+            if not entry.byterange or "@" not in entry.byterange:
+                report.problems.append(f"{where}: no EXT-X-BYTERANGE with an offset")
+                return
+            length, offset = (int(part) for part in entry.byterange.split("@"))
+            if not (path.parent / entry.uri).exists():
+                report.problems.append(f"{where}: file missing")
+                continue
+            with open(path.parent / entry.uri, "rb") as media:
+                media.seek(offset)
+                chunk = media.read(length)
+            # Only the bytes the range names: enough for a player to decode the I-frame, nothing more.
+            scratch.write_bytes(init.read_bytes() + chunk)
+            try:
+                with av.open(str(scratch)) as container:
+                    frames = list(container.decode(video=0))
+            except av.error.FFmpegError as exc:
+                report.problems.append(f"{where}: byte range does not decode ({exc})")
+                continue
+            if len(frames) != 1 or not frames[0].key_frame:
+                report.problems.append(f"{where}: byte range does not hold exactly one IDR frame")
+            ranges.append((length, entry.duration))
+    peak = max(length * 8 / duration for length, duration in ranges) if ranges else 0
+    if ranges and not _within(iframe.iframe_stream_info.bandwidth, peak):
+        report.problems.append(f"{label}: BANDWIDTH {iframe.iframe_stream_info.bandwidth} vs measured peak {peak:.0f}")
+
+
 def _within(declared: float, measured: float) -> bool:
     return abs(declared - measured) <= BITRATE_TOLERANCE * measured
 
@@ -174,6 +218,11 @@ def validate_package(package_dir: Path) -> PackageReport:
         report.duration_s = max(report.duration_s, video.duration_s)
         if audio and not math.isclose(audio.duration_s, video.duration_s, abs_tol=0.1):
             report.problems.append(f"{label}: video lasts {video.duration_s:.2f}s, audio {audio.duration_s:.2f}s")
+
+    if len(master.iframe_playlists) != report.variants:
+        report.problems.append(f"{len(master.iframe_playlists)} I-frame playlists for {report.variants} variants")
+    for iframe in master.iframe_playlists:
+        _check_iframe_playlist(package_dir, iframe, report)
 
     if len(set(video_boundaries.values())) > 1:
         report.problems.append("video renditions' segment boundaries are not aligned: "

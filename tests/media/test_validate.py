@@ -68,3 +68,18 @@ def test_misaligned_renditions_are_caught(package):
     del lines[last - 1 : last + 1]  # drop the last segment of one rung only
     playlist.write_text("\n".join(lines) + "\n")
     assert any("not aligned" in p for p in validate_package(package).problems)
+
+
+def test_iframe_playlists_point_at_decodable_idrs(package):
+    import m3u8
+
+    master = m3u8.load(str(package / MASTER_PLAYLIST))
+    assert len(master.iframe_playlists) == len(master.playlists) == 2
+    iframes = m3u8.load(str(package / master.iframe_playlists[0].uri))
+    assert iframes.is_i_frames_only and all("@" in entry.byterange for entry in iframes.segments)
+    # A range cut one byte short no longer holds the whole IDR.
+    playlist = package / master.iframe_playlists[0].uri
+    length, offset = iframes.segments[1].byterange.split("@")
+    _edit(playlist, f"{length}@{offset}", f"{int(length) - 1}@{offset}")
+    problems = validate_package(package).problems
+    assert any("entry 1" in p and ("IDR" in p or "decode" in p) for p in problems), problems
