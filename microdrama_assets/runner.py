@@ -39,7 +39,8 @@ def instance_for(project_dir: Path) -> DagsterInstance:
     Path(home).mkdir(parents=True, exist_ok=True)
     config = Path(home) / "dagster.yaml"
     if not config.exists():
-        config.write_text("# Defaults: SQLite storage in this directory. See README for PostgreSQL.\n", encoding="utf-8")
+        config.write_text("# SQLite storage in this directory (Dagster's default).\ntelemetry:\n  enabled: false\n",
+                          encoding="utf-8")
     return DagsterInstance.get()
 
 
