@@ -230,22 +230,27 @@ def _shift_field(data: bytearray, offset: int, version: int, shift: int, what: s
     struct.pack_into(fmt, data, offset, value)
 
 
+def _fragment_boxes(data: bytearray):
+    """(kind, box offset, body offset) of every box in a segment, descending into moof and traf, in file order."""
+
+    def walk(start: int, end: int):
+        for kind, offset, header, size in _boxes(data, start, end):
+            yield kind, offset, offset + header
+            if kind in _CONTAINER_BOXES:
+                yield from walk(offset + header, offset + size)
+
+    return walk(0, len(data))
+
+
 def shift_fragment_times(path: Path, shift_ticks: int) -> None:
     """Move a CMAF segment along the timeline: add ``shift_ticks`` to every tfdt and to sidx's earliest time."""
     data = bytearray(path.read_bytes())
-
-    def walk(start: int, end: int) -> None:
-        for kind, offset, header, size in _boxes(data, start, end):
-            body = offset + header
-            if kind == b"tfdt":
-                _shift_field(data, body + 4, data[body], shift_ticks, "tfdt")
-            elif kind == b"sidx":
-                # version, flags, reference_ID, timescale, then earliest_presentation_time
-                _shift_field(data, body + 12, data[body], shift_ticks, "sidx earliest_presentation_time")
-            elif kind in _CONTAINER_BOXES:
-                walk(body, offset + size)
-
-    walk(0, len(data))
+    for kind, _, body in _fragment_boxes(data):
+        if kind == b"tfdt":
+            _shift_field(data, body + 4, data[body], shift_ticks, "tfdt")
+        elif kind == b"sidx":
+            # version, flags, reference_ID, timescale, then earliest_presentation_time
+            _shift_field(data, body + 12, data[body], shift_ticks, "sidx earliest_presentation_time")
     tmp = path.with_name(path.name + ".part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -254,18 +259,8 @@ def shift_fragment_times(path: Path, shift_ticks: int) -> None:
 def fragment_decode_times(path: Path) -> list[int]:
     """Every tfdt in a segment (the validator and tests read timelines back with this)."""
     data = bytearray(path.read_bytes())
-    times: list[int] = []
-
-    def walk(start: int, end: int) -> None:
-        for kind, offset, header, size in _boxes(data, start, end):
-            body = offset + header
-            if kind == b"tfdt":
-                times.append(struct.unpack_from(">Q" if data[body] == 1 else ">I", data, body + 4)[0])
-            elif kind in _CONTAINER_BOXES:
-                walk(body, offset + size)
-
-    walk(0, len(data))
-    return times
+    return [struct.unpack_from(">Q" if data[body] == 1 else ">I", data, body + 4)[0]
+            for kind, _, body in _fragment_boxes(data) if kind == b"tfdt"]
 
 
 _TFHD_OPTIONAL = ((0x1, 8), (0x2, 4), (0x8, 4), (0x10, 4), (0x20, 4))  # flag, field size, in box order
@@ -276,41 +271,35 @@ def first_sample_range(path: Path) -> tuple[int, int]:
     """(offset, length) of what a player needs to show a segment's first (IDR) frame: from the start of the first
     movie fragment through the end of its first sample. I-frame playlists point at these bytes."""
     data = bytearray(path.read_bytes())
-    for kind, offset, header, size in _boxes(data, 0, len(data)):
-        if kind != b"moof":
+    moof_offset, default_size = None, None
+    for kind, offset, body in _fragment_boxes(data):
+        if kind == b"moof":
+            moof_offset = offset
             continue
-        for traf_kind, traf_offset, traf_header, traf_size in _boxes(data, offset + header, offset + size):
-            if traf_kind != b"traf":
-                continue
-            default_size, data_offset, first_size = None, None, None
-            for box, box_offset, box_header, _ in _boxes(data, traf_offset + traf_header, traf_offset + traf_size):
-                body = box_offset + box_header
-                flags = struct.unpack_from(">I", data, body)[0] & 0xFFFFFF
-                if box == b"tfhd":
-                    if flags & 0x1:
-                        raise ValueError(f"{path}: explicit base data offsets are not supported")
-                    field = body + 8
-                    for flag, width in _TFHD_OPTIONAL:
-                        if flags & flag:
-                            if flag == 0x10:
-                                default_size = struct.unpack_from(">I", data, field)[0]
-                            field += width
-                elif box == b"trun":
-                    field = body + 8
-                    if flags & 0x1:
-                        data_offset = struct.unpack_from(">i", data, field)[0]
-                        field += 4
-                    if flags & 0x4:
-                        field += 4
-                    for flag in _TRUN_SAMPLE_FIELDS:
-                        if flags & flag:
-                            if flag == 0x200:
-                                first_size = struct.unpack_from(">I", data, field)[0]
-                            field += 4
-            sample_size = first_size if first_size is not None else default_size
-            if data_offset is None or sample_size is None:
+        flags = struct.unpack_from(">I", data, body)[0] & 0xFFFFFF if kind in (b"tfhd", b"trun") else 0
+        if kind == b"tfhd":
+            if flags & 0x1:
+                raise ValueError(f"{path}: explicit base data offsets are not supported")
+            field = body + 8
+            for flag, width in _TFHD_OPTIONAL:
+                if flags & flag:
+                    if flag == 0x10:  # default_sample_size
+                        default_size = struct.unpack_from(">I", data, field)[0]
+                    field += width
+        elif kind == b"trun":
+            if moof_offset is None or not flags & 0x1:
                 raise ValueError(f"{path}: first fragment does not say where its first sample is")
-            return offset, data_offset + sample_size
+            data_offset = struct.unpack_from(">i", data, body + 8)[0]
+            field = body + 12 + (4 if flags & 0x4 else 0)
+            first_size = default_size
+            for flag in _TRUN_SAMPLE_FIELDS:
+                if flags & flag:
+                    if flag == 0x200:
+                        first_size = struct.unpack_from(">I", data, field)[0]
+                    field += 4
+            if first_size is None:
+                raise ValueError(f"{path}: first fragment gives no sample size")
+            return moof_offset, data_offset + first_size
     raise ValueError(f"{path}: no movie fragment")
 
 
