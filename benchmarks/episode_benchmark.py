@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import m3u8
 from dagster import DagsterEventType, DagsterInstance
 
 from microdrama_assets.artifacts import EpisodeArtifacts
@@ -76,6 +77,11 @@ def main() -> int:
         print(f"{'realtime factor':<22}{total / episode_seconds:>10.2f}   (wall seconds per episode second)")
         print(f"{'peak memory (MB)':<22}{peak_mb:>10.0f}   target {TARGET_MB:.0f} MB, ratio {peak_mb / TARGET_MB:.2f}")
         print(f"master playlist: {playlist.relative_to(store.root)} ({'playable' if playable else 'MISSING'})")
+        # BANDWIDTH / AVERAGE-BANDWIDTH are measured from the segments (video + its audio group).
+        for variant in m3u8.load(str(playlist)).playlists:
+            info = variant.stream_info
+            print(f"  {info.resolution[0]}x{info.resolution[1]:<6} peak {info.bandwidth / 1000:7.0f} kb/s   "
+                  f"average {info.average_bandwidth / 1000:7.0f} kb/s   {info.codecs}")
     return 0
 
 

@@ -80,6 +80,9 @@ def test_master_playlist_lists_every_rendition_with_audio_and_captions(produced)
         assert (playlist.parent / variant.uri).exists()
     types = {m.type for m in master.media}
     assert types == {"AUDIO", "SUBTITLES"}
+    # A variant for cellular: measured peak, its own low-bitrate audio included, at or under 192 kb/s.
+    assert min(p.stream_info.bandwidth for p in master.playlists) <= 192_000
+    assert len(master.iframe_playlists) == len(LADDER)
     audio = m3u8.load(str(playlist.parent / "audio" / "index.m3u8"))
     assert audio.segments and all(s.duration <= 2.5 for s in audio.segments)
     vtt = (playlist.parent / "subs" / "captions.vtt").read_text(encoding="utf-8")

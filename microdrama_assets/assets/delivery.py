@@ -6,8 +6,8 @@ from PIL import Image
 
 from ..artifacts import EpisodeArtifacts
 from ..media.captions import build_webvtt
-from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, audio_rendition_figures,
-                         encode_audio_hls, write_master_playlist, write_subtitles_playlist)
+from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, package_audio, write_master_playlist,
+                         write_subtitles_playlist)
 from ..media.manifest import FPS
 from ..media.validate import validate_package
 from ..media.video_io import probe_video, remux_master
@@ -98,9 +98,9 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
             )
             for rung in LADDER
         ]
-        encode_audio_hls(mix, SAMPLE_RATE, staging / "audio", encode.segment_seconds)
+        audio = package_audio(mix, SAMPLE_RATE, staging, encode.segment_seconds, LADDER)
         write_subtitles_playlist(episode.captions_vtt.read_text(encoding="utf-8"), manifest.duration_s, staging / "subs")
-        write_master_playlist(staging, variants, audio_rendition_figures(staging / "audio"), manifest.language, True)
+        write_master_playlist(staging, variants, audio, manifest.language, True)
         report = validate_package(staging)
         if not report.ok:
             raise Failure(f"episode {episode.episode_id}: the HLS package failed validation; the published package "

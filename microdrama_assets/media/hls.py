@@ -38,14 +38,34 @@ class Rung:
     height: int
     bitrate_kbps: int
     maxrate_kbps: int
+    bufsize_kbps: int | None = None  # VBV buffer; defaults to one second at maxrate
+    audio_group: str = "audio"
 
 
-# 9:16 transposition of Apple's authoring ladder (see DESIGN-NOTES): peaks capped by maxrate.
+@dataclass(frozen=True)
+class AudioRendition:
+    group: str  # EXT-X-MEDIA GROUP-ID, also the package folder
+    bitrate_kbps: int
+    name: str
+
+
+AUDIO_RENDITIONS: tuple[AudioRendition, ...] = (
+    AudioRendition("audio", 128, "Main"),
+    AudioRendition("audio-low", 48, "Main (cellular)"),
+)
+CELLULAR_PEAK_BPS = 192_000  # Apple: offer a variant peaking at or under this, audio included
+
+# 9:16 transposition of Apple's authoring ladder (see DESIGN-NOTES): peaks capped by maxrate. The cellular rung
+# pairs with its own 48 kb/s audio and a half-second VBV buffer: a segment's peak is bounded by
+# maxrate + bufsize / segment length (85 kb/s + 40 kb / 1.33 s = 115 kb/s) before container overhead, leaving
+# room for the audio's ~50 kb/s peak under 192 kb/s. (At 100 kb/s with a 50 kb buffer, the 30-s sample episode
+# measured 195 kb/s and failed validation.)
 LADDER: tuple[Rung, ...] = (
     Rung("1080p", 1080, 1920, 5000, 6500),
     Rung("720p", 720, 1280, 2500, 3200),
     Rung("540p", 540, 960, 1400, 1800),
     Rung("360p", 360, 640, 550, 700),
+    Rung("234p", 234, 416, 75, 85, bufsize_kbps=40, audio_group="audio-low"),
 )
 
 
@@ -130,7 +150,7 @@ def _open_rung_output(directory: Path, rung: Rung, preset: EncodePreset, segment
         "bf": "0",
         "forced-idr": "1",
         "maxrate": f"{rung.maxrate_kbps}k",
-        "bufsize": f"{rung.maxrate_kbps}k",
+        "bufsize": f"{rung.bufsize_kbps or rung.maxrate_kbps}k",
         "x264-params": "open-gop=0",
     }
     return container, stream
@@ -379,6 +399,7 @@ class VariantFigures:
     iframe_playlist: str
     iframe_average_bps: int
     iframe_peak_bps: int
+    audio_group: str
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -453,7 +474,7 @@ def assemble_video_rendition(
     iframe_average, iframe_peak = segment_bitrates(iframe_figures)
     return VariantFigures(rung.name, rung.width, rung.height, shots[0][2].codecs, average, peak,
                           f"video/{rung.name}/{MEDIA_PLAYLIST}", f"video/{rung.name}/{IFRAME_PLAYLIST}",
-                          iframe_average, iframe_peak)
+                          iframe_average, iframe_peak, rung.audio_group)
 
 
 def audio_rendition_figures(directory: Path) -> tuple[str, int, int]:
@@ -462,6 +483,21 @@ def audio_rendition_figures(directory: Path) -> tuple[str, int, int]:
     figures = [((directory / s.uri).stat().st_size, s.duration) for s in playlist.segments]
     average, peak = segment_bitrates(figures)
     return codecs_string(directory / INIT_SEGMENT), average, peak
+
+
+def package_audio(stereo: np.ndarray, sample_rate: int, package_dir: Path, segment_s: float,
+                  ladder: tuple[Rung, ...]) -> dict[str, tuple[str, int, int]]:
+    """Encode every audio rendition the ladder's rungs refer to; (codecs, average, peak) per group."""
+    wanted = {rung.audio_group for rung in ladder}
+    unknown = wanted - {audio.group for audio in AUDIO_RENDITIONS}
+    if unknown:
+        raise ValueError(f"rungs refer to unknown audio groups {sorted(unknown)}")
+    figures = {}
+    for audio in AUDIO_RENDITIONS:
+        if audio.group in wanted:
+            encode_audio_hls(stereo, sample_rate, package_dir / audio.group, segment_s, audio.bitrate_kbps)
+            figures[audio.group] = audio_rendition_figures(package_dir / audio.group)
+    return figures
 
 
 def write_subtitles_playlist(vtt_text: str, duration_s: float, directory: Path) -> None:
@@ -473,29 +509,33 @@ def write_subtitles_playlist(vtt_text: str, duration_s: float, directory: Path) 
 def write_master_playlist(
     package_dir: Path,
     variants: list[VariantFigures],
-    audio: tuple[str, int, int],
+    audio: dict[str, tuple[str, int, int]],
     language: str,
     has_subtitles: bool,
 ) -> Path:
-    audio_codecs, audio_average, audio_peak = audio
+    """``audio`` is ``package_audio``'s figures per group."""
     master = m3u8.M3U8()
     master.version = 7
     master.is_independent_segments = True
-    master.add_media(m3u8.Media(uri=f"audio/{MEDIA_PLAYLIST}", type="AUDIO", group_id="audio", language=language,
-                                name="Main", default="YES", autoselect="YES", channels="2"))
+    for rendition in AUDIO_RENDITIONS:
+        if rendition.group in audio:
+            master.add_media(m3u8.Media(uri=f"{rendition.group}/{MEDIA_PLAYLIST}", type="AUDIO", group_id=rendition.group,
+                                        language=language, name=rendition.name, default="YES", autoselect="YES",
+                                        channels="2"))
     if has_subtitles:
         # Captions are burned into the picture already: the WebVTT track is there for players and accessibility
         # tools that want text, and must not switch on by itself and show every line twice.
         master.add_media(m3u8.Media(uri=f"subs/{MEDIA_PLAYLIST}", type="SUBTITLES", group_id="subs",
                                     language=language, name="Captions", default="NO", autoselect="NO", forced="NO"))
     for variant in sorted(variants, key=lambda v: v.peak_bps):
+        audio_codecs, audio_average, audio_peak = audio[variant.audio_group]
         stream_info = {
             "bandwidth": variant.peak_bps + audio_peak,
             "average_bandwidth": variant.average_bps + audio_average,
             "codecs": f"{variant.codecs},{audio_codecs}",
             "resolution": f"{variant.width}x{variant.height}",
             "frame_rate": float(FPS),
-            "audio": "audio",
+            "audio": variant.audio_group,
         }
         if has_subtitles:
             stream_info["subtitles"] = "subs"

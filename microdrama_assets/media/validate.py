@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import m3u8
 
-from .hls import MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale
+from .hls import CELLULAR_PEAK_BPS, MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale
 
 SEGMENT_OVERRUN_S = 0.5  # Apple HLS authoring spec: no segment longer than the target duration + 0.5 s
 BITRATE_TOLERANCE = 0.10  # declared vs measured BANDWIDTH / AVERAGE-BANDWIDTH
@@ -219,6 +219,10 @@ def validate_package(package_dir: Path) -> PackageReport:
         if audio and not math.isclose(audio.duration_s, video.duration_s, abs_tol=0.1):
             report.problems.append(f"{label}: video lasts {video.duration_s:.2f}s, audio {audio.duration_s:.2f}s")
 
+    peaks = [variant.stream_info.bandwidth for variant in master.playlists if variant.stream_info.bandwidth]
+    if peaks and min(peaks) > CELLULAR_PEAK_BPS:
+        report.problems.append(f"no variant for cellular: the lowest peaks at {min(peaks)} b/s, "
+                               f"over {CELLULAR_PEAK_BPS} b/s with audio")
     if len(master.iframe_playlists) != report.variants:
         report.problems.append(f"{len(master.iframe_playlists)} I-frame playlists for {report.variants} variants")
     for iframe in master.iframe_playlists:

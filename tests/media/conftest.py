@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from microdrama_assets.media.hls import (PRESETS, Rung, assemble_video_rendition, audio_rendition_figures,
-                                         encode_audio_hls, encode_shot_renditions, write_master_playlist)
+from microdrama_assets.media.hls import (LADDER, PRESETS, Rung, assemble_video_rendition, encode_shot_renditions,
+                                         package_audio, write_master_playlist)
 from microdrama_assets.media.video_io import MezzanineSettings, decode_frames, write_mezzanine
 
-SMALL = (Rung("360p", 360, 640, 550, 700), Rung("234p", 234, 416, 150, 180))
+SMALL = (Rung("360p", 360, 640, 550, 700), LADDER[-1])  # a plain rung and the real cellular rung
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +28,8 @@ def two_shot_package(tmp_path_factory):
     variants = [assemble_video_rendition([(s, root / s / r.name, renditions[s][r.name]) for s, _, _ in shots], package, r)
                 for r in SMALL]
     t = np.arange(int(48000 * 125 / 30)) / 48000
-    encode_audio_hls(np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2, 1).astype(np.float32), 48000,
-                     package / "audio", 2.0)
-    write_master_playlist(package, variants, audio_rendition_figures(package / "audio"), "en", False)
+    tone = np.stack([0.3 * np.sin(2 * np.pi * 330 * t)] * 2, 1).astype(np.float32)
+    write_master_playlist(package, variants, package_audio(tone, 48000, package, 2.0, SMALL), "en", False)
     return root, package, renditions
 
 

@@ -23,7 +23,8 @@ def _edit(path, old, new):
 def test_sound_package_passes(package):
     report = validate_package(package)
     assert report.ok, report.problems
-    assert report.variants == 2 and report.segments == 3 * 2 + 3  # video segments per rung + audio segments
+    # Video segments per rung, plus both audio renditions' segments.
+    assert report.variants == 2 and report.segments == 3 * 2 + 3 * 2
 
 
 def test_wrong_codecs_are_caught(package):
@@ -83,3 +84,13 @@ def test_iframe_playlists_point_at_decodable_idrs(package):
     _edit(playlist, f"{length}@{offset}", f"{int(length) - 1}@{offset}")
     problems = validate_package(package).problems
     assert any("entry 1" in p and ("IDR" in p or "decode" in p) for p in problems), problems
+
+
+def test_a_ladder_without_a_cellular_variant_is_caught(package):
+    master = package / MASTER_PLAYLIST
+    lines = master.read_text().splitlines()
+    cellular = next(i for i, line in enumerate(lines) if "RESOLUTION=234x416" in line and "STREAM-INF:" in line
+                    and "I-FRAME" not in line)
+    del lines[cellular : cellular + 2]  # the variant and its URI line
+    master.write_text("\n".join(lines) + "\n")
+    assert any("no variant for cellular" in p for p in validate_package(package).problems)
