@@ -48,7 +48,7 @@ class LoglineInbox(ConfigurableResource):
 
 
 def _fingerprint(file: Path) -> str:
-    """Size and mtime first: an unchanged file is recognised without reading it, an oversized one never is read."""
+    """The content hash of a logline file; an oversized file is never read, its size and mtime stand in."""
     stat = file.stat()
     if stat.st_size > MAX_LOGLINE_FILE_BYTES:
         return f"oversized:{stat.st_size}:{stat.st_mtime_ns}"

@@ -187,12 +187,12 @@ def track_points(
     same keyframe timing, easing and camera move as ``shot_frames``."""
     times = keyframe_times(n_frames, len(keyframe_points))
     points = np.asarray(keyframe_points, dtype=np.float64)
+    duration_s = max(n_frames - 1, 1) / FPS
     track = np.empty((n_frames, 2), dtype=np.float32)
     for frame_index in range(n_frames):
         pair, t = segment_position(frame_index, times)
         source = points[0] if len(points) == 1 else (1 - t) * points[pair] + t * points[pair + 1]
-        to_source = camera_matrix(camera, frame_index / max(n_frames - 1, 1), width, height, seed,
-                                  max(n_frames - 1, 1) / FPS)
+        to_source = camera_matrix(camera, frame_index / max(n_frames - 1, 1), width, height, seed, duration_s)
         to_output = cv2.invertAffineTransform(to_source)
         track[frame_index] = to_output[:, :2] @ source + to_output[:, 2]
     return track

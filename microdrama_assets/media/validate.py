@@ -14,7 +14,8 @@ from pathlib import Path
 import av
 import m3u8
 
-from .hls import CELLULAR_PEAK_BPS, MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale
+from .hls import (CELLULAR_PEAK_BPS, MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale,
+                  segment_bitrates)
 
 SEGMENT_OVERRUN_S = 0.5  # Apple HLS authoring spec: no segment longer than the target duration + 0.5 s
 BITRATE_TOLERANCE = 0.10  # declared vs measured BANDWIDTH / AVERAGE-BANDWIDTH
@@ -40,11 +41,11 @@ class _MediaFigures:
     codecs: str
     resolution: tuple[int, int] | None
     duration_s: float
-    segments: int
 
 
-def _joined(init: Path, segment: Path, scratch: Path) -> Path:
-    scratch.write_bytes(init.read_bytes() + segment.read_bytes())
+def _probe_file(scratch: Path, init: bytes, media: bytes) -> Path:
+    """An init segment followed by media bytes, as a file PyAV can open: what a player would be handed."""
+    scratch.write_bytes(init + media)
     return scratch
 
 
@@ -70,6 +71,7 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
         return None
     limit = playlist.target_duration + SEGMENT_OVERRUN_S
     timescale = media_timescale(init)
+    init_bytes = init.read_bytes()
     boundaries, sizes, expected_tfdt, total_s = [], [], 0, 0.0
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir) / "probe.mp4"
@@ -84,7 +86,7 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
             decode_times = fragment_decode_times(file)
             if not decode_times or decode_times[0] != expected_tfdt:
                 report.problems.append(f"{where}: starts at tfdt {decode_times[:1]}, timeline expects {expected_tfdt}")
-            with av.open(str(_joined(init, file, scratch))) as container:
+            with av.open(str(_probe_file(scratch, init_bytes, file.read_bytes()))) as container:
                 stream = container.streams[0]
                 packets = [p for p in container.demux(stream) if p.size]
             if not packets:
@@ -104,15 +106,14 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
     with av.open(str(init)) as container:
         stream = container.streams[0]
         resolution = (stream.width, stream.height) if kind == "video" else None
-    total_bytes = sum(size for size, _ in sizes)
+    average_bps, peak_bps = segment_bitrates(sizes)
     return _MediaFigures(
         boundaries=tuple(boundaries),
-        average_bps=total_bytes * 8 / total_s,
-        peak_bps=max(size * 8 / duration for size, duration in sizes),
+        average_bps=average_bps,
+        peak_bps=peak_bps,
         codecs=codecs_string(init),
         resolution=resolution,
         duration_s=total_s,
-        segments=len(sizes),
     )
 
 
@@ -128,7 +129,7 @@ def _check_iframe_playlist(package_dir: Path, iframe: m3u8.IFramePlaylist, repor
     if not playlist.segments:
         report.problems.append(f"{label}: no I-frames")
         return
-    init = path.parent / playlist.segments[0].init_section.uri
+    init_bytes = (path.parent / playlist.segments[0].init_section.uri).read_bytes()
     ranges = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir) / "iframe.mp4"
@@ -145,9 +146,8 @@ def _check_iframe_playlist(package_dir: Path, iframe: m3u8.IFramePlaylist, repor
                 media.seek(offset)
                 chunk = media.read(length)
             # Only the bytes the range names: enough for a player to decode the I-frame, nothing more.
-            scratch.write_bytes(init.read_bytes() + chunk)
             try:
-                with av.open(str(scratch)) as container:
+                with av.open(str(_probe_file(scratch, init_bytes, chunk))) as container:
                     frames = list(container.decode(video=0))
             except av.error.FFmpegError as exc:
                 report.problems.append(f"{where}: byte range does not decode ({exc})")
@@ -155,8 +155,10 @@ def _check_iframe_playlist(package_dir: Path, iframe: m3u8.IFramePlaylist, repor
             if len(frames) != 1 or not frames[0].key_frame:
                 report.problems.append(f"{where}: byte range does not hold exactly one IDR frame")
             ranges.append((length, entry.duration))
-    peak = max(length * 8 / duration for length, duration in ranges) if ranges else 0
-    if ranges and not _within(iframe.iframe_stream_info.bandwidth, peak):
+    if not ranges:
+        return
+    _, peak = segment_bitrates(ranges)
+    if not _within(iframe.iframe_stream_info.bandwidth, peak):
         report.problems.append(f"{label}: BANDWIDTH {iframe.iframe_stream_info.bandwidth} vs measured peak {peak:.0f}")
 
 
