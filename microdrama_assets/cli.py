@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .episodes import BadRequest, check_options, clean_logline, episode_id_for
+from .media.hls import video_codecs
 from .media.manifest import InvalidId, ManifestError, check_id
 from .storage import ArtifactStore, StorageError
 
@@ -28,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     for command in (episode, rerender):
         command.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                              help="shots rendered in parallel (default: one per CPU core)")
+        command.add_argument("--codecs", help="video codecs of the ladder, comma-separated: h264 (always), hevc, "
+                                              "av1 (default: MICRODRAMA_VIDEO_CODECS or h264)")
     rerender.add_argument("episode_id")
     rerender.add_argument("--shot", action="append", required=True, dest="shots", help="shot id, e.g. s03 (repeatable)")
     return parser
@@ -46,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                 check_id(shot_id, "shot id")
         if getattr(args, "workers", 1) < 1:
             raise BadRequest(f"--workers must be at least 1, got {args.workers}")
-    except (BadRequest, InvalidId) as exc:
+        codecs = [name.strip() for name in args.codecs.split(",")] if getattr(args, "codecs", None) else None
+        if codecs:
+            video_codecs(codecs)
+    except (BadRequest, InvalidId, ValueError) as exc:
         print(f"microdrama: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "stills":
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from .resources import default_data_root
     from .runner import EpisodeRunner, PipelineFailed, instance_for
 
-    runner = EpisodeRunner(default_data_root(), instance_for(Path.cwd()), workers=args.workers,
+    runner = EpisodeRunner(default_data_root(), instance_for(Path.cwd()), workers=args.workers, video_codecs=codecs,
                            progress=lambda message: print(f"microdrama: {message}", flush=True))
     store = runner.store
     try:

@@ -13,16 +13,16 @@ from .sensors import LoglineInbox, assembly_sensor, logline_sensor, shot_fanout_
 
 
 def make_definitions(data_root: str | None = None, encode_preset: str | None = None,
-                     loglines_dir: str | None = None) -> Definitions:
+                     loglines_dir: str | None = None, video_codecs: list[str] | None = None) -> Definitions:
     """The code location; arguments override the environment (MICRODRAMA_DATA, MICRODRAMA_ENCODE_PRESET,
-    MICRODRAMA_LOGLINES) for tests and embedding."""
+    MICRODRAMA_VIDEO_CODECS, MICRODRAMA_LOGLINES) for tests and embedding."""
     return Definitions(
         assets=ALL_ASSETS,
         jobs=[plan_episode_job, render_shot_job, assemble_episode_job],
         sensors=[logline_sensor, shot_fanout_sensor, assembly_sensor],
         resources={
             "store": ArtifactStoreResource(root=data_root or default_data_root()),
-            "encode": EncodeSettings(preset=encode_preset or os.environ.get("MICRODRAMA_ENCODE_PRESET", "final")),
+            "encode": EncodeSettings.from_environment(encode_preset, video_codecs),
             "backends": BackendSettings(),
             "loglines": LoglineInbox(path=loglines_dir or os.environ.get("MICRODRAMA_LOGLINES", "loglines")),
         },

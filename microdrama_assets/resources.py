@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from .backends import STAGE_BACKENDS, Backends
-from .media.hls import PRESETS, EncodePreset
+from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
 from .storage import ArtifactStore
 
@@ -30,9 +31,11 @@ class ArtifactStoreResource(ConfigurableResource):
 
 
 class EncodeSettings(ConfigurableResource):
-    """Encoder presets: ``final`` for delivery, ``draft`` for fast previews; HLS segment length in seconds."""
+    """Encoder presets (``final`` for delivery, ``draft`` for fast previews), the codecs of the ladder (H.264 is
+    always in it; ``hevc`` and ``av1`` add a full ladder each) and the HLS segment length in seconds."""
 
     preset: str = "final"
+    video_codecs: list[str] = ["h264"]
     segment_seconds: float = Field(default=2.0, ge=1.0, le=6.0)
     mezzanine_x264_preset: str = "superfast"
     mezzanine_crf: int = Field(default=16, ge=0, le=30)
@@ -40,8 +43,18 @@ class EncodeSettings(ConfigurableResource):
     def encode_preset(self) -> EncodePreset:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown encode preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        base = PRESETS[self.preset]
-        return EncodePreset(base.name, base.x264_preset, self.segment_seconds)
+        return dataclasses.replace(PRESETS[self.preset], segment_s=self.segment_seconds)
+
+    def variants(self) -> tuple[VideoVariant, ...]:
+        return ladder_variants(video_codecs(self.video_codecs))
+
+    @staticmethod
+    def from_environment(preset: str | None = None, video_codecs: list[str] | None = None) -> "EncodeSettings":
+        """Arguments, else MICRODRAMA_ENCODE_PRESET / MICRODRAMA_VIDEO_CODECS (comma-separated), else defaults."""
+        codecs = video_codecs or [c.strip() for c in os.environ.get("MICRODRAMA_VIDEO_CODECS", "h264").split(",")
+                                  if c.strip()]
+        return EncodeSettings(preset=preset or os.environ.get("MICRODRAMA_ENCODE_PRESET", "final"),
+                              video_codecs=codecs)
 
     def mezzanine(self) -> MezzanineSettings:
         return MezzanineSettings(self.mezzanine_x264_preset, self.mezzanine_crf)

@@ -57,20 +57,24 @@ def _execute(defs, instance: DagsterInstance, job_name: str, partition_key, labe
     return result
 
 
-def _render_shot_in_worker(data_root: str, encode_preset: str | None, episode_id: str, shot_id: str) -> float:
+def _render_shot_in_worker(data_root: str, encode_preset: str | None, video_codecs: list[str] | None,
+                           episode_id: str, shot_id: str) -> float:
     """Runs in a worker process against the same persistent instance (DAGSTER_HOME is inherited)."""
     started = time.perf_counter()
-    _execute(make_definitions(data_root=data_root, encode_preset=encode_preset), DagsterInstance.get(),
+    _execute(make_definitions(data_root=data_root, encode_preset=encode_preset, video_codecs=video_codecs),
+             DagsterInstance.get(),
              render_shot_job.name, shot_partition_key(episode_id, shot_id), f"shot {shot_id}")
     return time.perf_counter() - started
 
 
 class EpisodeRunner:
     def __init__(self, data_root: str | Path, instance: DagsterInstance, encode_preset: str | None = None,
-                 workers: int = 1, progress: Callable[[str], None] = lambda message: None):
+                 workers: int = 1, progress: Callable[[str], None] = lambda message: None,
+                 video_codecs: list[str] | None = None):
         self.store = ArtifactStore(data_root)
-        self.encode_preset = encode_preset
-        self.defs = make_definitions(data_root=str(self.store.root), encode_preset=encode_preset)
+        self.encode_preset, self.video_codecs = encode_preset, video_codecs
+        self.defs = make_definitions(data_root=str(self.store.root), encode_preset=encode_preset,
+                                     video_codecs=video_codecs)
         self.instance, self.progress = instance, progress
         # An ephemeral instance lives in this process only, so its runs cannot be shared with workers.
         self.workers = 1 if instance.is_ephemeral else max(1, workers)
@@ -115,7 +119,8 @@ class EpisodeRunner:
                           f"shot {shot_id} ({number}/{len(shot_ids)})")
             return
         with ProcessPoolExecutor(max_workers=min(self.workers, len(shot_ids)), mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_render_shot_in_worker, str(self.store.root), self.encode_preset, episode_id, shot_id): shot_id
+            futures = {pool.submit(_render_shot_in_worker, str(self.store.root), self.encode_preset,
+                                   self.video_codecs, episode_id, shot_id): shot_id
                        for shot_id in shot_ids}
             for done, future in enumerate(as_completed(futures), 1):
                 try:

@@ -57,7 +57,7 @@ def test_every_rendition_decodes_at_its_size_and_full_length(produced, tmp_path)
     _, store, _, playlist = produced
     manifest = EpisodeArtifacts(store, EPISODE).manifest()
     for rung in LADDER:
-        frames, media = _decode_rendition(playlist.parent / "video" / rung.name, tmp_path)
+        frames, media = _decode_rendition(playlist.parent / "video" / "h264" / rung.name, tmp_path)
         assert len(frames) == manifest.total_frames
         assert {(w, h) for w, h, _ in frames} == {(rung.width, rung.height)}
         assert all(segment.duration <= 2.5 for segment in media.segments)
@@ -163,7 +163,7 @@ def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
     after = _fingerprints(episode.shot("s02").directory)
     assert after.keys() == target_before.keys()
     assert all(after[name][0] > target_before[name][0] for name in after)  # rewritten
-    frames, _ = _decode_rendition(playlist.parent / "video" / "360p", tmp_path)
+    frames, _ = _decode_rendition(playlist.parent / "video" / "h264" / "360p", tmp_path)
     assert len(frames) == episode.manifest().total_frames
     materializations = instance.fetch_materializations(AssetKey("shot_renditions"), limit=100).records
     assert sum(r.partition_key == shot_partition_key(EPISODE, "s02") for r in materializations) == 2
@@ -179,3 +179,18 @@ def test_rerender_works_on_an_instance_that_never_saw_the_episode(produced):
     assert playlist.exists()
     runs = fresh.instance.get_runs()
     assert sorted(r.job_name for r in runs) == ["assemble_episode", "render_shot"]  # s01 once, not twice
+
+
+def test_adding_a_codec_without_reencoding_shots_fails_clearly_and_keeps_the_package(produced):
+    _, store, _, playlist = produced
+    before = _fingerprints(playlist.parent)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("episodes", [EPISODE])
+    runner = EpisodeRunner(store.root, instance, video_codecs=["h264", "av1"])
+    result = runner.defs.resolve_job_def("assemble_episode").execute_in_process(
+        instance=instance, partition_key=EPISODE, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.error.message
+    assert "no encode of s01 (av1/1080p)" in message and "rerender" in message
+    assert _fingerprints(playlist.parent) == before

@@ -83,24 +83,28 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
     manifest = episode.manifest()
     _require_shots(episode, manifest, "renditions_dir", "shot_renditions")
     mix = read_wav(episode.store.require(episode.mix_wav, "episode_audio"))
-    renditions = {(s.id, rung.name): load_rendition(episode.shot(s.id), rung.name) for s in manifest.shots for rung in LADDER}
+    variants = encode.variants()
+    renditions = {(s.id, v.key): load_rendition(episode.shot(s.id), v) for s in manifest.shots for v in variants}
+    missing = sorted({f"{shot_id} ({key})" for (shot_id, key), r in renditions.items() if r is None})
+    if missing:
+        raise Failure(f"episode {episode.episode_id}: no encode of {', '.join(missing)} for the configured codecs; "
+                      f"re-render those shots (microdrama rerender {episode.episode_id} --shot ...)")
     stale = sorted({shot_id for (shot_id, _), r in renditions.items()
                     if sum(seg.frames for seg in r.segments) != manifest.shot(shot_id).frames})
     if stale:
         raise Failure(f"episode {episode.episode_id}: renditions of {', '.join(stale)} do not match the manifest's "
                       f"shot lengths; re-render them (microdrama rerender {episode.episode_id} --shot ...)")
     with episode.store.writing_dir(episode.hls_dir) as staging:
-        variants = [
+        figures = [
             assemble_video_rendition(
-                [(s.id, episode.shot(s.id).renditions_dir / rung.name, renditions[(s.id, rung.name)])
-                 for s in manifest.shots],
-                staging, rung,
+                [(s.id, episode.shot(s.id).renditions_dir / v.key, renditions[(s.id, v.key)]) for s in manifest.shots],
+                staging, v,
             )
-            for rung in LADDER
+            for v in variants
         ]
         audio = package_audio(mix, SAMPLE_RATE, staging, encode.segment_seconds, LADDER)
         write_subtitles_playlist(episode.captions_vtt.read_text(encoding="utf-8"), manifest.duration_s, staging / "subs")
-        write_master_playlist(staging, variants, audio, manifest.language, True)
+        write_master_playlist(staging, figures, audio, manifest.language, True)
         report = validate_package(staging)
         if not report.ok:
             raise Failure(f"episode {episode.episode_id}: the HLS package failed validation; the published package "
@@ -110,9 +114,9 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
         metadata={
             "master_playlist": MetadataValue.path(str(master)),
             "variants": MetadataValue.md(
-                "| rung | resolution | codecs | avg kb/s | peak kb/s |\n|---|---|---|---|---|\n" + "\n".join(
-                    f"| {v.rung} | {v.width}x{v.height} | {v.codecs} | {v.average_bps // 1000} | {v.peak_bps // 1000} |"
-                    for v in variants)
+                "| codec | rung | resolution | codecs | avg kb/s | peak kb/s |\n|---|---|---|---|---|---|\n" + "\n".join(
+                    f"| {f.codec} | {f.rung} | {f.width}x{f.height} | {f.codecs} | {f.average_bps // 1000} "
+                    f"| {f.peak_bps // 1000} |" for f in figures)
             ),
             "segments": report.segments,
             "duration_s": round(report.duration_s, 3),

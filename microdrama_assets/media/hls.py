@@ -70,15 +70,64 @@ LADDER: tuple[Rung, ...] = (
 
 
 @dataclass(frozen=True)
+class VideoCodec:
+    name: str  # configuration name and package folder
+    encoder: str  # the FFmpeg encoder PyAV bundles
+    sample_entry: str  # ISO BMFF sample entry, also the RFC 6381 codec prefix
+    rate_scale: float  # bitrate against the H.264 ladder for a like picture: HEVC and AV1 need less
+
+
+VIDEO_CODECS: dict[str, VideoCodec] = {
+    "h264": VideoCodec("h264", "libx264", "avc1", 1.0),
+    "hevc": VideoCodec("hevc", "libx265", "hvc1", 0.7),
+    "av1": VideoCodec("av1", "libsvtav1", "av01", 0.6),
+}
+AV1_CRF = 34  # SVT-AV1 caps bitrate only in CRF mode: quality target, peak capped at the rung's maxrate
+
+
+def video_codecs(names: Iterable[str]) -> tuple[VideoCodec, ...]:
+    """The codecs named, H.264 first (every rung must have it), each checked against this FFmpeg build."""
+    names = list(dict.fromkeys(["h264", *names]))
+    unknown = [name for name in names if name not in VIDEO_CODECS]
+    if unknown:
+        raise ValueError(f"unknown video codec {unknown[0]!r}; choose from {sorted(VIDEO_CODECS)}")
+    missing = [VIDEO_CODECS[n].encoder for n in names if VIDEO_CODECS[n].encoder not in av.codecs_available]
+    if missing:
+        raise ValueError(f"this PyAV/FFmpeg build has no {', '.join(missing)} encoder; drop that codec")
+    return tuple(VIDEO_CODECS[name] for name in names)
+
+
+@dataclass(frozen=True)
+class VideoVariant:
+    """One rung of the ladder in one codec: a variant stream of the master playlist."""
+
+    codec: VideoCodec
+    rung: Rung
+
+    @property
+    def key(self) -> str:
+        return f"{self.codec.name}/{self.rung.name}"
+
+    def kbps(self, rate: int) -> int:
+        return max(1, round(rate * self.codec.rate_scale))
+
+
+def ladder_variants(codecs: tuple[VideoCodec, ...], ladder: tuple[Rung, ...] = LADDER) -> tuple[VideoVariant, ...]:
+    return tuple(VideoVariant(codec, rung) for codec in codecs for rung in ladder)
+
+
+@dataclass(frozen=True)
 class EncodePreset:
     name: str
     x264_preset: str
+    x265_preset: str
+    svtav1_preset: int
     segment_s: float = 2.0
 
 
 PRESETS = {
-    "final": EncodePreset("final", "veryfast"),
-    "draft": EncodePreset("draft", "ultrafast"),
+    "final": EncodePreset("final", "veryfast", "veryfast", 9),
+    "draft": EncodePreset("draft", "ultrafast", "ultrafast", 11),
 }
 
 
@@ -103,6 +152,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class ShotRendition:
+    codec: str
     rung: str
     width: int
     height: int
@@ -119,7 +169,33 @@ class ShotRendition:
         return ShotRendition(**{**payload, "segments": tuple(Segment(**s) for s in payload["segments"])})
 
 
-def _open_rung_output(directory: Path, rung: Rung, preset: EncodePreset, segment_frames: int):
+def _encoder_setup(variant: VideoVariant, preset: EncodePreset, segment_frames: int) -> tuple[int | None, dict]:
+    """(bit_rate, encoder options) for capped VBR with a closed GOP, no B-frames and IDRs only where forced."""
+    bitrate, maxrate = variant.kbps(variant.rung.bitrate_kbps), variant.kbps(variant.rung.maxrate_kbps)
+    bufsize = variant.kbps(variant.rung.bufsize_kbps or variant.rung.maxrate_kbps)
+    gop = str(segment_frames)
+    if variant.codec.name == "h264":
+        return bitrate * 1000, {
+            "preset": preset.x264_preset, "profile": "high", "g": gop, "keyint_min": gop, "sc_threshold": "0",
+            "bf": "0", "forced-idr": "1", "maxrate": f"{maxrate}k", "bufsize": f"{bufsize}k",
+            "x264-params": "open-gop=0",
+        }
+    if variant.codec.name == "hevc":
+        return bitrate * 1000, {
+            "preset": preset.x265_preset, "profile": "main", "forced-idr": "1",
+            "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:open-gop=0:"
+                           f"vbv-maxrate={maxrate}:vbv-bufsize={bufsize}:log-level=error",
+        }
+    if variant.codec.name == "av1":
+        return None, {
+            "preset": str(preset.svtav1_preset), "crf": str(AV1_CRF), "g": gop,
+            # irefresh-type=2: key frames, not intra-only frames, so every segment is independently decodable.
+            "svtav1-params": f"keyint={gop}:scd=0:irefresh-type=2:mbr={maxrate}:enable-overlays=0",
+        }
+    raise ValueError(f"no encoder settings for {variant.codec.name}")
+
+
+def _open_variant_output(directory: Path, variant: VideoVariant, preset: EncodePreset, segment_frames: int):
     directory.mkdir(parents=True, exist_ok=True)
     container = av.open(
         str(directory / MEDIA_PLAYLIST),
@@ -137,22 +213,17 @@ def _open_rung_output(directory: Path, rung: Rung, preset: EncodePreset, segment
             "hls_segment_options": "use_editlist=0",
         },
     )
-    stream = container.add_stream("libx264", rate=FPS)
-    stream.width, stream.height, stream.pix_fmt = rung.width, rung.height, "yuv420p"
+    if variant.codec.name == "av1":
+        # SVT-AV1 prints its whole configuration to stderr for every encoder it opens: warnings and errors only.
+        os.environ.setdefault("SVT_LOG", "2")
+    stream = container.add_stream(variant.codec.encoder, rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = variant.rung.width, variant.rung.height, "yuv420p"
     stream.codec_context.time_base = Fraction(1, FPS)
-    stream.bit_rate = rung.bitrate_kbps * 1000
-    stream.options = {
-        "preset": preset.x264_preset,
-        "profile": "high",
-        "g": str(segment_frames),
-        "keyint_min": str(segment_frames),
-        "sc_threshold": "0",
-        "bf": "0",
-        "forced-idr": "1",
-        "maxrate": f"{rung.maxrate_kbps}k",
-        "bufsize": f"{rung.bufsize_kbps or rung.maxrate_kbps}k",
-        "x264-params": "open-gop=0",
-    }
+    # hvc1 (parameter sets in the init segment), not hev1: what Apple players require.
+    stream.codec_tag = variant.codec.sample_entry
+    bit_rate, stream.options = _encoder_setup(variant, preset, segment_frames)
+    if bit_rate:
+        stream.bit_rate = bit_rate
     return container, stream
 
 
@@ -160,29 +231,37 @@ def encode_shot_renditions(
     frames: Iterable[av.VideoFrame],
     n_frames: int,
     start_frame: int,
-    out_dirs: dict[str, Path],
+    out_root: Path,
     preset: EncodePreset,
-    ladder: tuple[Rung, ...] = LADDER,
+    variants: tuple[VideoVariant, ...],
 ) -> dict[str, ShotRendition]:
-    """Encode one shot into every rung of ``ladder`` from a single pass over its decoded frames."""
+    """Encode one shot into every variant from a single pass over its decoded frames; each frame is scaled once
+    per rung and that picture feeds every codec's encoder. Results are keyed by ``VideoVariant.key``, each
+    variant's files under ``out_root / key``."""
     segment_frames = round(preset.segment_s * FPS)
     plan = segment_plan(n_frames, segment_frames)
     segment_starts = set(np.cumsum([0] + plan[:-1]).tolist())
-    outputs = {rung.name: _open_rung_output(out_dirs[rung.name], rung, preset, segment_frames) for rung in ladder}
-    written = 0
+    rungs = list(dict.fromkeys(variant.rung for variant in variants))
+    outputs = {}
     try:
+        for variant in variants:
+            outputs[variant.key] = _open_variant_output(out_root / variant.key, variant, preset, segment_frames)
+        written = 0
         for frame in frames:
             if written >= n_frames:
                 raise ValueError(f"shot has more than the {n_frames} frames its manifest says")
-            for rung in ladder:
-                container, stream = outputs[rung.name]
-                out_frame = frame if (frame.width, frame.height) == (rung.width, rung.height) else frame.reformat(
+            picture_type = (av.video.frame.PictureType.I if written in segment_starts
+                            else av.video.frame.PictureType.NONE)
+            for rung in rungs:
+                scaled = frame if (frame.width, frame.height) == (rung.width, rung.height) else frame.reformat(
                     width=rung.width, height=rung.height, format="yuv420p", interpolation="AREA"
                 )
                 # Set on every frame: a decoded frame carries its own picture type, which would force extra IDRs.
-                out_frame.pts, out_frame.time_base = written, Fraction(1, FPS)
-                out_frame.pict_type = av.video.frame.PictureType.I if written in segment_starts else av.video.frame.PictureType.NONE
-                container.mux(stream.encode(out_frame))
+                scaled.pts, scaled.time_base, scaled.pict_type = written, Fraction(1, FPS), picture_type
+                for variant in variants:
+                    if variant.rung == rung:
+                        container, stream = outputs[variant.key]
+                        container.mux(stream.encode(scaled))
             written += 1
         for container, stream in outputs.values():
             container.mux(stream.encode(None))
@@ -191,19 +270,17 @@ def encode_shot_renditions(
             container.close()
     if written != n_frames:
         raise ValueError(f"shot decoded to {written} frames, manifest says {n_frames}")
-    return {
-        rung.name: _finish_rendition(out_dirs[rung.name], rung, plan, start_frame) for rung in ladder
-    }
+    return {variant.key: _finish_rendition(out_root / variant.key, variant, plan, start_frame) for variant in variants}
 
 
-def _finish_rendition(directory: Path, rung: Rung, plan: list[int], start_frame: int) -> ShotRendition:
+def _finish_rendition(directory: Path, variant: VideoVariant, plan: list[int], start_frame: int) -> ShotRendition:
     playlist = m3u8.load(str(directory / MEDIA_PLAYLIST))
     if len(playlist.segments) != len(plan):
-        raise RuntimeError(f"{rung.name}: muxer cut {len(playlist.segments)} segments, planned {len(plan)}")
+        raise RuntimeError(f"{variant.key}: muxer cut {len(playlist.segments)} segments, planned {len(plan)}")
     timescale = media_timescale(directory / INIT_SEGMENT)
     ticks_per_frame = Fraction(timescale, FPS)
     if ticks_per_frame.denominator != 1:
-        raise RuntimeError(f"{rung.name}: timescale {timescale} does not hold whole frames at {FPS} fps")
+        raise RuntimeError(f"{variant.key}: timescale {timescale} does not hold whole frames at {FPS} fps")
     segments = []
     for segment, frames in zip(playlist.segments, plan):
         path = directory / segment.uri
@@ -211,9 +288,10 @@ def _finish_rendition(directory: Path, rung: Rung, plan: list[int], start_frame:
         segments.append(Segment(segment.uri, frames, path.stat().st_size))
     (directory / MEDIA_PLAYLIST).unlink()  # the episode playlist is assembled from rendition.json, not this
     return ShotRendition(
-        rung=rung.name,
-        width=rung.width,
-        height=rung.height,
+        codec=variant.codec.name,
+        rung=variant.rung.name,
+        width=variant.rung.width,
+        height=variant.rung.height,
         codecs=codecs_string(directory / INIT_SEGMENT),
         init_sha256=hashlib.sha256((directory / INIT_SEGMENT).read_bytes()).hexdigest(),
         start_frame=start_frame,
@@ -337,14 +415,53 @@ def codecs_string(init_path: Path) -> str:
     with av.open(str(init_path)) as container:
         stream = container.streams[0]
         context = stream.codec_context
+        config = bytes(context.extradata or b"")
         if context.name == "h264":
-            avcc = bytes(context.extradata or b"")
-            if len(avcc) < 4 or avcc[0] != 1:
+            if len(config) < 4 or config[0] != 1:
                 raise ValueError(f"{init_path}: no avcC decoder configuration")
-            return f"avc1.{avcc[1]:02X}{avcc[2]:02X}{avcc[3]:02X}"
+            return f"avc1.{config[1]:02X}{config[2]:02X}{config[3]:02X}"
+        if context.name == "hevc":
+            return _hevc_codecs(config, init_path)
+        if context.name in ("av1", "libdav1d"):
+            return _av1_codecs(config, init_path)
         if context.name == "aac":
             return f"mp4a.40.{_AAC_OBJECT_TYPES.get(context.profile or 'LC', 2)}"
         raise ValueError(f"{init_path}: no codec string known for {context.name}")
+
+
+def _hevc_codecs(hvcc: bytes, where: Path) -> str:
+    """ISO/IEC 14496-15 annex E: hvc1.<space><profile>.<compatibility, bit-reversed>.<tier><level>[.<constraints>]."""
+    if len(hvcc) < 23 or hvcc[0] != 1:
+        raise ValueError(f"{where}: no hvcC decoder configuration")
+    space = ("", "A", "B", "C")[hvcc[1] >> 6]
+    tier = "H" if hvcc[1] & 0x20 else "L"
+    compatibility = int(f"{int.from_bytes(hvcc[2:6], 'big'):032b}"[::-1], 2)
+    constraints = hvcc[6:12].rstrip(b"\0")
+    return (f"hvc1.{space}{hvcc[1] & 0x1F}.{compatibility:X}.{tier}{hvcc[12]}"
+            + "".join(f".{byte:X}" for byte in constraints))
+
+
+def _av1_codecs(av1c: bytes, where: Path) -> str:
+    """AV1 codec ISO media file format binding: av01.<profile>.<level><tier>.<bit depth>."""
+    if len(av1c) < 4 or av1c[0] != 0x81:
+        raise ValueError(f"{where}: no av1C decoder configuration")
+    profile, level = av1c[1] >> 5, av1c[1] & 0x1F
+    tier = "H" if av1c[2] & 0x80 else "M"
+    high_bitdepth, twelve_bit = bool(av1c[2] & 0x40), bool(av1c[2] & 0x20)
+    depth = 12 if twelve_bit else 10 if high_bitdepth else 8
+    return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
+
+
+def nal_length_size(init_path: Path) -> int | None:
+    """Bytes in each NAL unit's length prefix for AVC/HEVC samples (None for other codecs)."""
+    with av.open(str(init_path)) as container:
+        context = container.streams[0].codec_context
+        config = bytes(context.extradata or b"")
+    if context.name == "h264" and len(config) > 4:
+        return (config[4] & 3) + 1
+    if context.name == "hevc" and len(config) > 21:
+        return (config[21] & 3) + 1
+    return None
 
 
 # --- audio ---------------------------------------------------------------------------------------------------
@@ -389,6 +506,7 @@ def _encode_audio(container, stereo: np.ndarray, sample_rate: int, bitrate_kbps:
 # --- package assembly ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class VariantFigures:
+    codec: str
     rung: str
     width: int
     height: int
@@ -436,15 +554,15 @@ def segment_bitrates(sizes_and_durations: list[tuple[int, float]]) -> tuple[int,
 
 
 def assemble_video_rendition(
-    shots: list[tuple[str, Path, ShotRendition]], package_dir: Path, rung: Rung
+    shots: list[tuple[str, Path, ShotRendition]], package_dir: Path, variant: VideoVariant
 ) -> VariantFigures:
-    """Link every shot's segments of one rung into the package and write its media playlist."""
-    directory = package_dir / "video" / rung.name
+    """Link every shot's segments of one variant into the package and write its media playlist."""
+    directory = package_dir / "video" / variant.key
     directory.mkdir(parents=True, exist_ok=True)
     init_hashes = {rendition.init_sha256 for _, _, rendition in shots}
     if len(init_hashes) != 1:
         raise ValueError(
-            f"{rung.name}: shots were encoded with different settings (init segments differ); re-render them together"
+            f"{variant.key}: shots were encoded with different settings (init segments differ); re-render them together"
         )
     first_dir = shots[0][1]
     _link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
@@ -472,8 +590,9 @@ def assemble_video_rendition(
     (directory / IFRAME_PLAYLIST).write_text(_media_playlist(entries, INIT_SEGMENT, iframe_ranges), encoding="utf-8")
     average, peak = segment_bitrates(figures)
     iframe_average, iframe_peak = segment_bitrates(iframe_figures)
-    return VariantFigures(rung.name, rung.width, rung.height, shots[0][2].codecs, average, peak,
-                          f"video/{rung.name}/{MEDIA_PLAYLIST}", f"video/{rung.name}/{IFRAME_PLAYLIST}",
+    rung = variant.rung
+    return VariantFigures(variant.codec.name, rung.name, rung.width, rung.height, shots[0][2].codecs, average, peak,
+                          f"video/{variant.key}/{MEDIA_PLAYLIST}", f"video/{variant.key}/{IFRAME_PLAYLIST}",
                           iframe_average, iframe_peak, rung.audio_group)
 
 
@@ -527,7 +646,9 @@ def write_master_playlist(
         # tools that want text, and must not switch on by itself and show every line twice.
         master.add_media(m3u8.Media(uri=f"subs/{MEDIA_PLAYLIST}", type="SUBTITLES", group_id="subs",
                                     language=language, name="Captions", default="NO", autoselect="NO", forced="NO"))
-    for variant in sorted(variants, key=lambda v: v.peak_bps):
+    # H.264 first: a player that stops at the first variant it can decode still gets the widest-supported codec.
+    codec_order = list(VIDEO_CODECS)
+    for variant in sorted(variants, key=lambda v: (codec_order.index(v.codec), v.peak_bps)):
         audio_codecs, audio_average, audio_peak = audio[variant.audio_group]
         stream_info = {
             "bandwidth": variant.peak_bps + audio_peak,

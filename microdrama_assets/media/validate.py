@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import m3u8
 
 from .hls import (CELLULAR_PEAK_BPS, MASTER_PLAYLIST, codecs_string, fragment_decode_times, media_timescale,
-                  segment_bitrates)
+                  nal_length_size, segment_bitrates)
 
 SEGMENT_OVERRUN_S = 0.5  # Apple HLS authoring spec: no segment longer than the target duration + 0.5 s
 BITRATE_TOLERANCE = 0.10  # declared vs measured BANDWIDTH / AVERAGE-BANDWIDTH
@@ -35,7 +36,7 @@ class PackageReport:
 
 @dataclass(frozen=True)
 class _MediaFigures:
-    boundaries: tuple[int, ...]  # cumulative segment ends, in frames (video) or samples (audio)
+    boundaries: tuple[Fraction, ...]  # cumulative segment ends in seconds, exact, comparable across codecs
     average_bps: float
     peak_bps: float
     codecs: str
@@ -72,6 +73,7 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
     limit = playlist.target_duration + SEGMENT_OVERRUN_S
     timescale = media_timescale(init)
     init_bytes = init.read_bytes()
+    length_size = nal_length_size(init) if kind == "video" else None
     boundaries, sizes, expected_tfdt, total_s = [], [], 0, 0.0
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir) / "probe.mp4"
@@ -92,14 +94,14 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
             if not packets:
                 report.problems.append(f"{where}: no media samples")
                 return None
-            if kind == "video" and not packets[0].is_keyframe:
+            if kind == "video" and not _starts_with_idr(packets[0], length_size):
                 report.problems.append(f"{where}: does not start with an IDR frame")
             ticks = sum(p.duration or 0 for p in packets)
             measured_s = ticks / timescale
             if abs(measured_s - segment.duration) > (0.002 if kind == "video" else 0.05):
                 report.problems.append(f"{where}: EXTINF {segment.duration:.4f}s but samples last {measured_s:.4f}s")
             expected_tfdt = (decode_times[0] if decode_times else expected_tfdt) + ticks
-            boundaries.append(expected_tfdt)
+            boundaries.append(Fraction(expected_tfdt, timescale))
             sizes.append((file.stat().st_size, segment.duration))
             total_s += segment.duration
     report.segments += len(playlist.segments)
@@ -115,6 +117,28 @@ def _check_media_playlist(directory: Path, playlist_name: str, kind: str, report
         resolution=resolution,
         duration_s=total_s,
     )
+
+
+_IDR_NAL_TYPES = {"h264": {5}, "hevc": {19, 20}}  # IDR_W_RADL, IDR_N_LP; not CRA, which opens a GOP
+
+
+def _starts_with_idr(packet: av.Packet, length_size: int | None) -> bool:
+    """A sync sample whose first picture NAL is an IDR (AVC/HEVC; for AV1 the sync flag marks a key frame)."""
+    if not packet.is_keyframe:
+        return False
+    codec = packet.stream.codec_context.name
+    if length_size is None or codec not in _IDR_NAL_TYPES:
+        return True
+    data, offset = bytes(packet), 0
+    while offset + length_size < len(data):
+        size = int.from_bytes(data[offset:offset + length_size], "big")
+        header = data[offset + length_size]
+        nal_type = header & 0x1F if codec == "h264" else (header >> 1) & 0x3F
+        is_picture = nal_type <= 5 if codec == "h264" else nal_type <= 31
+        if is_picture:
+            return nal_type in _IDR_NAL_TYPES[codec]
+        offset += length_size + size
+    return False
 
 
 def _check_iframe_playlist(package_dir: Path, iframe: m3u8.IFramePlaylist, report: PackageReport) -> None:

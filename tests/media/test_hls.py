@@ -1,8 +1,14 @@
+import re
+from dataclasses import replace
+
 import av
 import m3u8
+import pytest
 
-from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, Rung, assemble_video_rendition,
-                                         codecs_string, fragment_decode_times, segment_plan)
+from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, assemble_video_rendition, codecs_string,
+                                         fragment_decode_times, segment_plan, video_codecs)
+
+from .conftest import SMALL_VARIANTS
 
 
 
@@ -20,16 +26,16 @@ def test_segment_plan_never_leaves_slivers():
 
 def test_timeline_is_continuous_across_shots(two_shot_package):
     root, package, renditions = two_shot_package
-    playlist = m3u8.load(str(package / "video" / "360p" / "index.m3u8"))
+    playlist = m3u8.load(str(package / "video" / "h264" / "360p" / "index.m3u8"))
     assert [round(s.duration * 30) for s in playlist.segments] == [38, 37, 50]
-    times = [fragment_decode_times(package / "video" / "360p" / s.uri)[0] for s in playlist.segments]
+    times = [fragment_decode_times(package / "video" / "h264" / "360p" / s.uri)[0] for s in playlist.segments]
     ticks_per_frame = 512  # timescale 15360 at 30 fps
     assert times == [0, 38 * ticks_per_frame, 75 * ticks_per_frame]
 
 
 def test_assembled_rendition_decodes_frame_exact_with_idr_per_segment(two_shot_package, tmp_path):
     _, package, _ = two_shot_package
-    directory = package / "video" / "234p"
+    directory = package / "video" / "h264" / "234p"
     playlist = m3u8.load(str(directory / "index.m3u8"))
     joined = tmp_path / "joined.mp4"
     joined.write_bytes((directory / INIT_SEGMENT).read_bytes()
@@ -46,29 +52,64 @@ def test_assembled_rendition_decodes_frame_exact_with_idr_per_segment(two_shot_p
 def test_master_playlist_declares_measured_rates_and_bitstream_codecs(two_shot_package):
     _, package, _ = two_shot_package
     master = m3u8.load(str(package / MASTER_PLAYLIST))
-    assert len(master.playlists) == 2
+    assert len(master.playlists) == 6  # two rungs in each of H.264, HEVC and AV1
+    prefixes = []
     for variant in master.playlists:
         info = variant.stream_info
         video_codec, audio_codec = info.codecs.split(",")
         assert video_codec == codecs_string(package / variant.uri.replace("index.m3u8", INIT_SEGMENT))
-        assert video_codec.startswith("avc1.") and audio_codec == "mp4a.40.2"
+        assert audio_codec == "mp4a.40.2"
+        prefixes.append(video_codec.split(".")[0])
         assert info.frame_rate == 30
         assert info.bandwidth >= info.average_bandwidth > 0
         assert variant.media[0].type == "AUDIO"
+    # H.264 variants come first, for players that take the first variant they can decode.
+    assert prefixes == ["avc1", "avc1", "hvc1", "hvc1", "av01", "av01"]
+
+
+def test_codec_strings_follow_the_decoder_configuration_records(two_shot_package):
+    _, package, _ = two_shot_package
+    h264 = codecs_string(package / "video" / "h264" / "360p" / INIT_SEGMENT)
+    hevc = codecs_string(package / "video" / "hevc" / "360p" / INIT_SEGMENT)
+    av1 = codecs_string(package / "video" / "av1" / "360p" / INIT_SEGMENT)
+    # The draft preset (ultrafast) needs no High-profile tools, so x264 signals Constrained Baseline.
+    assert h264.startswith("avc1.42C0"), h264
+    # Main profile (1), compatibility flags 0x60000000 bit-reversed (6), Main tier, a level, progressive + frame-only.
+    assert re.fullmatch(r"hvc1\.1\.6\.L\d+\.90", hevc), hevc
+    assert re.fullmatch(r"av01\.0\.\d\dM\.08", av1), av1  # Main profile, Main tier, 8-bit
+
+
+def test_every_codec_keeps_segments_and_resolution_aligned(two_shot_package, tmp_path):
+    _, package, _ = two_shot_package
+    for codec in ("hevc", "av1"):
+        directory = package / "video" / codec / "234p"
+        playlist = m3u8.load(str(directory / "index.m3u8"))
+        joined = tmp_path / f"{codec}.mp4"
+        joined.write_bytes((directory / INIT_SEGMENT).read_bytes()
+                           + b"".join((directory / s.uri).read_bytes() for s in playlist.segments))
+        with av.open(str(joined)) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == 125
+        assert {(f.width, f.height) for f in frames} == {(234, 416)}
+        assert [i for i, f in enumerate(frames) if f.key_frame] == [0, 38, 75], codec
+
+
+def test_unknown_or_missing_codec_is_refused():
+    with pytest.raises(ValueError, match="unknown video codec 'vp8'"):
+        video_codecs(["vp8"])
+    assert [c.name for c in video_codecs(["av1"])] == ["h264", "av1"]  # H.264 is always in the ladder
 
 
 def test_shift_moves_a_shot_without_reencoding(two_shot_package, tmp_path):
     root, _, renditions = two_shot_package
     # The same s02 segments assembled as if s01 were 10 frames longer: copies shifted, sources untouched.
-    shifted = renditions["s02"]["360p"]
-    before = (root / "s02" / "360p" / shifted.segments[0].uri).read_bytes()
-    moved = Rung("360p", 360, 640, 550, 700)
-    from dataclasses import replace
-
-    s01 = replace(renditions["s01"]["360p"])
+    variant = next(v for v in SMALL_VARIANTS if v.key == "h264/360p")
+    shifted = renditions["s02"][variant.key]
+    before = (root / "s02" / variant.key / shifted.segments[0].uri).read_bytes()
+    s01 = renditions["s01"][variant.key]
     s01_longer = replace(s01, segments=s01.segments[:-1] + (replace(s01.segments[-1], frames=s01.segments[-1].frames + 10),))
-    assemble_video_rendition([("s01", root / "s01" / "360p", s01_longer), ("s02", root / "s02" / "360p", shifted)],
-                             tmp_path, moved)
-    first_s02 = tmp_path / "video" / "360p" / f"s02_{shifted.segments[0].uri}"
+    assemble_video_rendition([("s01", root / "s01" / variant.key, s01_longer), ("s02", root / "s02" / variant.key, shifted)],
+                             tmp_path, variant)
+    first_s02 = tmp_path / "video" / variant.key / f"s02_{shifted.segments[0].uri}"
     assert fragment_decode_times(first_s02)[0] == 85 * 512
-    assert (root / "s02" / "360p" / shifted.segments[0].uri).read_bytes() == before
+    assert (root / "s02" / variant.key / shifted.segments[0].uri).read_bytes() == before
