@@ -137,3 +137,9 @@ class EpisodeArtifacts:
     @property
     def poster(self) -> Path:
         return self.directory / "poster.jpg"
+
+    @property
+    def published_parts(self) -> list[str]:
+        """What publishing uploads, relative to the episode directory."""
+        return [self.hls_dir.name, self.master_mp4.name, self.poster.name, self.captions_vtt.name,
+                self.delivery_json.name]

@@ -10,6 +10,7 @@ from pathlib import Path
 from .episodes import BadRequest, check_options, clean_logline, episode_id_for
 from .media.hls import video_codecs
 from .media.manifest import InvalidId, ManifestError, check_id
+from .publishing import open_object_store
 from .storage import ArtifactStore, StorageError
 
 
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                              help="shots rendered in parallel (default: one per CPU core)")
         command.add_argument("--codecs", help="video codecs of the ladder, comma-separated: h264 (always), hevc, "
                                               "av1 (default: MICRODRAMA_VIDEO_CODECS or h264)")
+        command.add_argument("--publish-to", help="object store for the finished episode: file:///dir or "
+                                                  "s3://bucket/prefix (default: MICRODRAMA_PUBLISH or "
+                                                  "published/ under the data root)")
     rerender.add_argument("episode_id")
     rerender.add_argument("--shot", action="append", required=True, dest="shots", help="shot id, e.g. s03 (repeatable)")
     return parser
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         codecs = [name.strip() for name in args.codecs.split(",")] if getattr(args, "codecs", None) else None
         if codecs:
             video_codecs(codecs)
+        if getattr(args, "publish_to", None):
+            open_object_store(args.publish_to, lambda: None)
     except (BadRequest, InvalidId, ValueError) as exc:
         print(f"microdrama: error: {exc}", file=sys.stderr)
         return 2
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import EpisodeRunner, PipelineFailed, instance_for
 
     runner = EpisodeRunner(default_data_root(), instance_for(Path.cwd()), workers=args.workers, video_codecs=codecs,
+                           publish_to=args.publish_to,
                            progress=lambda message: print(f"microdrama: {message}", flush=True))
     store = runner.store
     try:

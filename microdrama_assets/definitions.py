@@ -6,23 +6,27 @@ import os
 
 from dagster import Definitions
 
-from .assets import ALL_ASSETS
+from .assets import ALL_ASSETS, ASSET_CHECKS
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
-from .resources import ArtifactStoreResource, BackendSettings, EncodeSettings, default_data_root
+from .resources import ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, default_data_root
 from .sensors import LoglineInbox, assembly_sensor, logline_sensor, shot_fanout_sensor
 
 
 def make_definitions(data_root: str | None = None, encode_preset: str | None = None,
-                     loglines_dir: str | None = None, video_codecs: list[str] | None = None) -> Definitions:
+                     loglines_dir: str | None = None, video_codecs: list[str] | None = None,
+                     publish_to: str | None = None) -> Definitions:
     """The code location; arguments override the environment (MICRODRAMA_DATA, MICRODRAMA_ENCODE_PRESET,
-    MICRODRAMA_VIDEO_CODECS, MICRODRAMA_LOGLINES) for tests and embedding."""
+    MICRODRAMA_VIDEO_CODECS, MICRODRAMA_LOGLINES, MICRODRAMA_PUBLISH) for tests and embedding."""
+    data_root = data_root or default_data_root()
     return Definitions(
         assets=ALL_ASSETS,
+        asset_checks=ASSET_CHECKS,
         jobs=[plan_episode_job, render_shot_job, assemble_episode_job],
         sensors=[logline_sensor, shot_fanout_sensor, assembly_sensor],
         resources={
-            "store": ArtifactStoreResource(root=data_root or default_data_root()),
+            "store": ArtifactStoreResource(root=data_root),
             "encode": EncodeSettings.from_environment(encode_preset, video_codecs),
+            "publish": PublishTarget.from_environment(data_root, publish_to),
             "backends": BackendSettings(),
             "loglines": LoglineInbox(path=loglines_dir or os.environ.get("MICRODRAMA_LOGLINES", "loglines")),
         },

@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from .backends import STAGE_BACKENDS, Backends
 from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
+from .publishing import ObjectStore, open_object_store
 from .storage import ArtifactStore
 
 DEFAULT_DATA_ROOT = "microdrama_data"
@@ -28,6 +30,28 @@ class ArtifactStoreResource(ConfigurableResource):
 
     def store(self) -> ArtifactStore:
         return ArtifactStore(self.root)
+
+
+class PublishTarget(ConfigurableResource):
+    """Where finished episodes are published: ``file:///dir`` or ``s3://bucket/prefix`` (MICRODRAMA_PUBLISH,
+    else ``published/`` under the data root). S3 goes through dagster-aws's S3Resource: credentials come from
+    the usual AWS sources; ``endpoint_url`` (or AWS_ENDPOINT_URL) points at an S3-compatible server."""
+
+    destination: str
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    keep_versions: int = Field(default=3, ge=1)
+
+    def object_store(self) -> ObjectStore:
+        return open_object_store(self.destination, lambda: S3Resource(
+            endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+            region_name=self.region_name or os.environ.get("AWS_REGION"),
+        ).get_client())
+
+    @staticmethod
+    def from_environment(data_root: str, destination: str | None = None) -> "PublishTarget":
+        return PublishTarget(destination=destination or os.environ.get("MICRODRAMA_PUBLISH")
+                             or (Path(data_root) / "published").resolve().as_uri())
 
 
 class EncodeSettings(ConfigurableResource):

@@ -16,6 +16,7 @@ from typing import Callable
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from .artifacts import EpisodeArtifacts
+from .assets import published_episode
 from .definitions import make_definitions
 from .episodes import write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
@@ -70,11 +71,11 @@ def _render_shot_in_worker(data_root: str, encode_preset: str | None, video_code
 class EpisodeRunner:
     def __init__(self, data_root: str | Path, instance: DagsterInstance, encode_preset: str | None = None,
                  workers: int = 1, progress: Callable[[str], None] = lambda message: None,
-                 video_codecs: list[str] | None = None):
+                 video_codecs: list[str] | None = None, publish_to: str | None = None):
         self.store = ArtifactStore(data_root)
         self.encode_preset, self.video_codecs = encode_preset, video_codecs
         self.defs = make_definitions(data_root=str(self.store.root), encode_preset=encode_preset,
-                                     video_codecs=video_codecs)
+                                     video_codecs=video_codecs, publish_to=publish_to)
         self.instance, self.progress = instance, progress
         # An ephemeral instance lives in this process only, so its runs cannot be shared with workers.
         self.workers = 1 if instance.is_ephemeral else max(1, workers)
@@ -103,7 +104,15 @@ class EpisodeRunner:
         self._ensure_partitions(episode_partitions.name, [episode_id])
         self._ensure_partitions(shot_slot_partitions.name, manifest.shot_ids)
         self._render_shots(episode_id, shot_ids)
-        self._run(assemble_episode_job.name, episode_id, f"assemble {episode_id}")
+        assembled = self._run(assemble_episode_job.name, episode_id, f"assemble {episode_id}")
+        failed_checks = [f"{e.check_name}: {e.metadata.get('problems').value}"
+                         for e in assembled.get_asset_check_evaluations() if not e.passed]
+        if failed_checks:
+            raise PipelineFailed(f"assemble {episode_id} (run {assembled.run_id}): check failed: "
+                                 + "; ".join(failed_checks))
+        for event in assembled.get_asset_materialization_events():
+            if event.asset_key == published_episode.key:
+                self.progress(f"published: {event.materialization.metadata['master_url'].value}")
         return EpisodeArtifacts(self.store, episode_id).hls_dir / MASTER_PLAYLIST
 
     def _ensure_partitions(self, partitions_name: str, keys: list[str]) -> None:

@@ -49,3 +49,24 @@ def build_manifest(episode_id: str = "test-ep", shot_seconds: tuple[float, ...] 
 @pytest.fixture
 def small_manifest() -> EpisodeManifest:
     return build_manifest()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A local S3 HTTP endpoint (moto's server) on 127.0.0.1; any credentials are accepted."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_credentials(monkeypatch):
+    """Placeholder credentials for the local endpoint, so no real AWS configuration is ever read."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "microdrama-test"), ("AWS_SECRET_ACCESS_KEY", "microdrama-test"),
+                        ("AWS_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -24,6 +24,9 @@ def _cli(*args, cwd):
         (["episode", "A logline", "--shots", "0"], "shots must be between 1 and 40"),
         (["episode", "A logline", "--duration", "0.5"], "duration must be between"),
         (["episode", "A logline", "--seed", "-1"], "seed must be between"),
+        (["episode", "A logline", "--codecs", "h264,vp9"], "unknown video codec 'vp9'"),
+        (["rerender", "ep", "--shot", "s01", "--publish-to", "ftp://host/dir"], "use file:///path"),
+        (["episode", "A logline", "--publish-to", "s3:///no-bucket"], "names no bucket"),
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, args, message):

@@ -4,20 +4,23 @@ import hashlib
 import json
 
 import av
+import boto3
 import m3u8
 import numpy as np
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_status_sensor_context
+from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_status_sensor_context, materialize
 from scipy.io import wavfile
 
 from conftest import sample_loglines
 from microdrama_assets.artifacts import EpisodeArtifacts
-from microdrama_assets.assets import ALL_ASSETS
+from microdrama_assets.assets import ALL_ASSETS, published_episode, published_episode_plays
 from microdrama_assets.media.audio_mix import measure_loudness
 from microdrama_assets.media.hls import LADDER, MASTER_PLAYLIST
 from microdrama_assets.media.manifest import parse_manifest
+from microdrama_assets.media.validate import validate_package
 from microdrama_assets.partitions import shot_partition_key, shot_slot_partitions
-from microdrama_assets.resources import ArtifactStoreResource
+from microdrama_assets.publishing import LocalObjectStore, content_version, package_files
+from microdrama_assets.resources import ArtifactStoreResource, PublishTarget
 from microdrama_assets.runner import EpisodeRunner
 from microdrama_assets.sensors import assembly_sensor, shot_fanout_sensor
 
@@ -51,6 +54,8 @@ def test_manifest_is_valid_and_every_asset_materialized(produced):
     assert manifest.shots[0].beat.value == "hook" and manifest.shots[-1].beat.value == "cliffhanger"
     for asset in ALL_ASSETS:
         assert instance.get_latest_materialization_event(asset.key) is not None, asset.key
+    [check] = instance.event_log_storage.get_asset_check_execution_history(published_episode_plays.check_key, 1)
+    assert check.status.value == "SUCCEEDED", check
 
 
 def test_every_rendition_decodes_at_its_size_and_full_length(produced, tmp_path):
@@ -85,8 +90,14 @@ def test_master_playlist_lists_every_rendition_with_audio_and_captions(produced)
     assert len(master.iframe_playlists) == len(LADDER)
     audio = m3u8.load(str(playlist.parent / "audio" / "index.m3u8"))
     assert audio.segments and all(s.duration <= 2.5 for s in audio.segments)
-    vtt = (playlist.parent / "subs" / "captions.vtt").read_text(encoding="utf-8")
-    assert vtt.startswith("WEBVTT") and "-->" in vtt
+    # Subtitles are segmented like the media; together the segments hold exactly the episode's cues.
+    subs = m3u8.load(str(playlist.parent / "subs" / "index.m3u8"))
+    assert subs.target_duration == 2 and all(s.duration <= 2.5 for s in subs.segments)
+    texts = [(playlist.parent / "subs" / s.uri).read_text(encoding="utf-8") for s in subs.segments]
+    assert all(text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n") for text in texts)
+    episode_cues = EpisodeArtifacts(store, EPISODE).captions_vtt.read_text(encoding="utf-8").strip().split("\n\n")[1:]
+    segment_cues = {block for text in texts for block in text.strip().split("\n\n")[1:]}
+    assert episode_cues and segment_cues == set(episode_cues)
 
 
 def test_audio_is_present_loud_enough_and_in_the_master(produced):
@@ -112,6 +123,48 @@ def test_delivery_manifest_matches_the_shot_timeline(produced):
     assert delivery["shots"][-1]["end_s"] == pytest.approx(manifest.total_frames / 30, abs=1e-3)
     assert len(delivery["renditions"]) == len(LADDER) and delivery["synthetic_media"] is True
     assert (episode.directory / delivery["poster"]).exists()
+
+
+def _published_version(root) -> str:
+    delivery = json.loads((root / "episodes" / EPISODE / "delivery.json").read_text(encoding="utf-8"))
+    return delivery["version"]
+
+
+def test_the_episode_is_published_whole_and_its_entry_points_resolve(produced):
+    _, store, _, playlist = produced
+    published = store.root / "published"
+    version = _published_version(published)
+    version_dir = published / "episodes" / EPISODE / "v" / version
+    assert validate_package(version_dir / "hls").ok  # the published copy passes the same gate as the package
+    assert (version_dir / "hls" / MASTER_PLAYLIST).read_bytes() == playlist.read_bytes()
+    master = m3u8.loads(LocalObjectStore(published).get_bytes(f"episodes/{EPISODE}/{MASTER_PLAYLIST}").decode())
+    for item in [*master.playlists, *master.iframe_playlists, *master.media]:
+        assert item.uri.startswith(f"v/{version}/hls/")
+        assert (published / "episodes" / EPISODE / item.uri).is_file(), item.uri
+
+
+def test_published_episode_uploads_to_s3_through_dagster_aws(produced, tmp_path, s3_endpoint, s3_credentials):
+    _, store, _, _ = produced
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket="episodes-origin")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("episodes", [EPISODE])
+    result = materialize([published_episode, published_episode_plays], partition_key=EPISODE, instance=instance,
+                         resources={
+        "store": ArtifactStoreResource(root=str(store.root)),
+        "publish": PublishTarget(destination="s3://episodes-origin/prod", endpoint_url=s3_endpoint)})
+    metadata = result.asset_materializations_for_node("published_episode")[0].metadata
+    assert metadata["master_url"].value == f"s3://episodes-origin/prod/episodes/{EPISODE}/{MASTER_PLAYLIST}"
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed, check.metadata
+    # Download the whole published tree and check it as a player's CDN would serve it.
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="episodes-origin", Prefix="prod/"):
+        for item in page["Contents"]:
+            local = tmp_path / item["Key"]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(client.get_object(Bucket="episodes-origin", Key=item["Key"])["Body"].read())
+    version = _published_version(tmp_path / "prod")
+    assert validate_package(tmp_path / "prod" / "episodes" / EPISODE / "v" / version / "hls").ok
 
 
 def _success_context(instance, run, sensor_name, store):
@@ -165,6 +218,9 @@ def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
     assert all(after[name][0] > target_before[name][0] for name in after)  # rewritten
     frames, _ = _decode_rendition(playlist.parent / "video" / "h264" / "360p", tmp_path)
     assert len(frames) == episode.manifest().total_frames
+    # The published entry points follow the new take (the same bytes would give the same version).
+    assert _published_version(store.root / "published") == content_version(
+        package_files(episode.directory, episode.published_parts))
     materializations = instance.fetch_materializations(AssetKey("shot_renditions"), limit=100).records
     assert sum(r.partition_key == shot_partition_key(EPISODE, "s02") for r in materializations) == 2
     assert sum(r.partition_key == shot_partition_key(EPISODE, "s01") for r in materializations) == 1

@@ -1,6 +1,7 @@
 from .audio import dialogue_audio, episode_audio
 from .compositing import composited_shot
-from .delivery import delivery_manifest, episode_captions, episode_master, hls_package
+from .delivery import (delivery_manifest, episode_captions, episode_master, hls_package, published_episode,
+                       published_episode_plays)
 from .encoding import shot_renditions
 from .keyframes import keyframes, storyboard
 from .motion import shot_clip
@@ -8,5 +9,6 @@ from .planning import character_bundles, episode_manifest
 
 PLANNING_ASSETS = [episode_manifest, character_bundles]
 SHOT_ASSETS = [storyboard, keyframes, dialogue_audio, shot_clip, composited_shot, shot_renditions]
-EPISODE_ASSETS = [episode_audio, episode_captions, episode_master, hls_package, delivery_manifest]
+EPISODE_ASSETS = [episode_audio, episode_captions, episode_master, hls_package, delivery_manifest, published_episode]
 ALL_ASSETS = PLANNING_ASSETS + SHOT_ASSETS + EPISODE_ASSETS
+ASSET_CHECKS = [published_episode_plays]

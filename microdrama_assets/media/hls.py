@@ -619,10 +619,47 @@ def package_audio(stereo: np.ndarray, sample_rate: int, package_dir: Path, segme
     return figures
 
 
-def write_subtitles_playlist(vtt_text: str, duration_s: float, directory: Path) -> None:
+# Cue times are media times: the fMP4 timeline starts at 0, so local 0 is presentation time 0 (in 90 kHz units).
+HLS_TIMESTAMP_MAP = "X-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000"
+
+
+def _vtt_ms(stamp: str) -> int:
+    hours, minutes, seconds = stamp.split(":")
+    whole, millis = seconds.split(".")
+    return ((int(hours) * 60 + int(minutes)) * 60 + int(whole)) * 1000 + int(millis)
+
+
+def segment_webvtt(vtt_text: str, duration_s: float, segment_s: float) -> list[tuple[str, float]]:
+    """Cut a WebVTT document (as ``build_webvtt`` writes it) into HLS subtitle segments of ``segment_s``: each
+    one a WebVTT document with the HLS timestamp map and every cue that overlaps its window (a cue that spans
+    a boundary is repeated; players drop the duplicate). Returns (text, duration) per segment."""
+    blocks = [block for block in vtt_text.strip().split("\n\n")]
+    if not blocks or not blocks[0].startswith("WEBVTT"):
+        raise ValueError("not a WebVTT document (no WEBVTT header)")
+    cues = []
+    for block in blocks[1:]:
+        timing = block.split("\n", 1)[0]
+        start, _, rest = timing.partition(" --> ")
+        cues.append((_vtt_ms(start), _vtt_ms(rest.split(" ", 1)[0]), block))
+    total_ms, step_ms = round(duration_s * 1000), round(segment_s * 1000)
+    segments = []
+    for window_start in range(0, total_ms, step_ms):
+        window_end = min(window_start + step_ms, total_ms)
+        inside = [block for start, end, block in cues if start < window_end and end > window_start]
+        segments.append(("\n\n".join([f"WEBVTT\n{HLS_TIMESTAMP_MAP}", *inside]) + "\n",
+                         (window_end - window_start) / 1000))
+    return segments
+
+
+def write_subtitles_playlist(vtt_text: str, duration_s: float, directory: Path, segment_s: float) -> None:
+    """The WebVTT rendition, segmented like the media so its target duration matches theirs."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "captions.vtt").write_text(vtt_text, encoding="utf-8")
-    (directory / MEDIA_PLAYLIST).write_text(_media_playlist([("captions.vtt", duration_s)], None), encoding="utf-8")
+    entries = []
+    for index, (text, seconds) in enumerate(segment_webvtt(vtt_text, duration_s, segment_s)):
+        name = f"seg_{index:03d}.vtt"
+        (directory / name).write_text(text, encoding="utf-8")
+        entries.append((name, seconds))
+    (directory / MEDIA_PLAYLIST).write_text(_media_playlist(entries, None), encoding="utf-8")
 
 
 def write_master_playlist(

@@ -6,7 +6,7 @@ import m3u8
 import pytest
 
 from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, assemble_video_rendition, codecs_string,
-                                         fragment_decode_times, segment_plan, video_codecs)
+                                         fragment_decode_times, segment_plan, segment_webvtt, video_codecs)
 
 from .conftest import SMALL_VARIANTS
 
@@ -113,3 +113,16 @@ def test_shift_moves_a_shot_without_reencoding(two_shot_package, tmp_path):
     first_s02 = tmp_path / "video" / variant.key / f"s02_{shifted.segments[0].uri}"
     assert fragment_decode_times(first_s02)[0] == 85 * 512
     assert (root / "s02" / variant.key / shifted.segments[0].uri).read_bytes() == before
+
+
+def test_webvtt_is_segmented_with_the_timestamp_map_and_spanning_cues_repeated():
+    vtt = ("WEBVTT\n\n00:00:00.500 --> 00:00:01.000\n<v Maya>Look.</v>\n\n"
+           "00:00:01.800 --> 00:00:02.600\n<v Victor>It glows.</v>\n\n00:00:04.000 --> 00:00:04.900\nRun!\n")
+    segments = segment_webvtt(vtt, 4.9, 2.0)
+    assert [duration for _, duration in segments] == [2.0, 2.0, 0.9]
+    assert all(text.startswith("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n") for text, _ in segments)
+    assert [text.count("-->") for text, _ in segments] == [2, 1, 1]  # "It glows." spans 2 s: in both
+    assert "00:00:01.800 --> 00:00:02.600\n<v Victor>It glows.</v>" in segments[1][0]
+    assert "Run!" in segments[2][0] and "Run!" not in segments[1][0]
+    with pytest.raises(ValueError, match="no WEBVTT header"):
+        segment_webvtt("1\n00:00:00.000 --> 00:00:01.000\nhi\n", 1.0, 2.0)
