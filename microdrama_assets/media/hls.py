@@ -21,6 +21,7 @@ from typing import Iterable
 
 import av
 import m3u8
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from .video_io import FPS
@@ -169,7 +170,7 @@ class ShotRendition:
         return ShotRendition(**{**payload, "segments": tuple(Segment(**s) for s in payload["segments"])})
 
 
-def _encoder_setup(variant: VideoVariant, preset: EncodePreset, segment_frames: int) -> tuple[int | None, dict]:
+def encoder_setup(variant: VideoVariant, preset: EncodePreset, segment_frames: int) -> tuple[int | None, dict]:
     """(bit_rate, encoder options) for capped VBR with a closed GOP, no B-frames and IDRs only where forced."""
     bitrate, maxrate = variant.kbps(variant.rung.bitrate_kbps), variant.kbps(variant.rung.maxrate_kbps)
     bufsize = variant.kbps(variant.rung.bufsize_kbps or variant.rung.maxrate_kbps)
@@ -221,7 +222,10 @@ def _open_variant_output(directory: Path, variant: VideoVariant, preset: EncodeP
     stream.codec_context.time_base = Fraction(1, FPS)
     # hvc1 (parameter sets in the init segment), not hev1: what Apple players require.
     stream.codec_tag = variant.codec.sample_entry
-    bit_rate, stream.options = _encoder_setup(variant, preset, segment_frames)
+    # PyAV defaults encoders to slice threads, which makes every x264 encode call block this loop; frame threads
+    # let the encoder work behind it while the next frame is decoded and scaled.
+    stream.codec_context.thread_type = "FRAME"
+    bit_rate, stream.options = encoder_setup(variant, preset, segment_frames)
     if bit_rate:
         stream.bit_rate = bit_rate
     return container, stream
@@ -242,6 +246,8 @@ def encode_shot_renditions(
     plan = segment_plan(n_frames, segment_frames)
     segment_starts = set(np.cumsum([0] + plan[:-1]).tolist())
     rungs = list(dict.fromkeys(variant.rung for variant in variants))
+    # One scaler per rung, kept for the whole shot: a fresh one per frame would rebuild its filters every time.
+    scalers = {rung: VideoReformatter() for rung in rungs}
     outputs = {}
     try:
         for variant in variants:
@@ -253,8 +259,8 @@ def encode_shot_renditions(
             picture_type = (av.video.frame.PictureType.I if written in segment_starts
                             else av.video.frame.PictureType.NONE)
             for rung in rungs:
-                scaled = frame if (frame.width, frame.height) == (rung.width, rung.height) else frame.reformat(
-                    width=rung.width, height=rung.height, format="yuv420p", interpolation="AREA"
+                scaled = frame if (frame.width, frame.height) == (rung.width, rung.height) else scalers[rung].reformat(
+                    frame, width=rung.width, height=rung.height, format="yuv420p", interpolation="AREA"
                 )
                 # Set on every frame: a decoded frame carries its own picture type, which would force extra IDRs.
                 scaled.pts, scaled.time_base, scaled.pict_type = written, Fraction(1, FPS), picture_type
