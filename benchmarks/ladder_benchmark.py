@@ -141,8 +141,8 @@ def run_project(master: Path, n_frames: int, preset: EncodePreset, variants: tup
 
 def run_ffmpeg(commands: dict[str, list[str]], out_root: Path) -> dict[str, Timing]:
     """Run the variants' command lines one after another, timing each."""
-    # hls._open_variant_output sets this in its own process: SVT-AV1 prints warnings and errors only.
-    environment = {"SVT_LOG": "2", **os.environ}
+    # hls._open_variant_output sets this in its own process: SVT-AV1 prints errors only.
+    environment = {"SVT_LOG": "1", **os.environ}
     timings = {}
     for key, command in commands.items():
         (out_root / key).mkdir(parents=True)

@@ -215,8 +215,9 @@ def _open_variant_output(directory: Path, variant: VideoVariant, preset: EncodeP
         },
     )
     if variant.codec.name == "av1":
-        # SVT-AV1 prints its whole configuration to stderr for every encoder it opens: warnings and errors only.
-        os.environ.setdefault("SVT_LOG", "2")
+        # SVT-AV1 prints its whole configuration to stderr for every encoder it opens, and warns that containers
+        # refuse it thread priorities: errors only (a user's own SVT_LOG wins).
+        os.environ.setdefault("SVT_LOG", "1")
     stream = container.add_stream(variant.codec.encoder, rate=FPS)
     stream.width, stream.height, stream.pix_fmt = variant.rung.width, variant.rung.height, "yuv420p"
     stream.codec_context.time_base = Fraction(1, FPS)
