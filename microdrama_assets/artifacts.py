@@ -18,6 +18,11 @@ def read_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def read_gray(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"))
+
+
 @dataclass(frozen=True)
 class ShotArtifacts:
     directory: Path
@@ -36,6 +41,10 @@ class ShotArtifacts:
 
     def keyframe_path(self, index: int) -> Path:
         return self.keyframes_dir / f"keyframe_{index}.png"
+
+    def keyframe_mask_path(self, index: int, character_id: str) -> Path:
+        """The character's visible region in keyframe ``index`` (0/255 PNG), for the consistency check."""
+        return self.keyframes_dir / f"mask_{index}_{check_id(character_id, 'character id')}.png"
 
     def keyframe_layout(self) -> dict:
         return json.loads(self.keyframe_layout_path.read_text(encoding="utf-8"))

@@ -49,6 +49,11 @@ def _execute(defs, instance: DagsterInstance, job_name: str, partition_key, labe
     result = defs.resolve_job_def(job_name).execute_in_process(
         instance=instance, partition_key=partition_key, run_config=QUIET_LOGS, raise_on_error=False
     )
+    # A failed check names its problems; a blocking one also fails its step, whose message says only that.
+    failed_checks = [f"check {e.check_name}: {e.metadata['problems'].value}"
+                     for e in result.get_asset_check_evaluations() if not e.passed]
+    if failed_checks:
+        raise PipelineFailed(f"{label} failed (run {result.run_id}): " + "; ".join(failed_checks))
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
         detail = "; ".join(
@@ -105,11 +110,6 @@ class EpisodeRunner:
         self._ensure_partitions(shot_slot_partitions.name, manifest.shot_ids)
         self._render_shots(episode_id, shot_ids)
         assembled = self._run(assemble_episode_job.name, episode_id, f"assemble {episode_id}")
-        failed_checks = [f"{e.check_name}: {e.metadata.get('problems').value}"
-                         for e in assembled.get_asset_check_evaluations() if not e.passed]
-        if failed_checks:
-            raise PipelineFailed(f"assemble {episode_id} (run {assembled.run_id}): check failed: "
-                                 + "; ".join(failed_checks))
         for event in assembled.get_asset_materialization_events():
             if event.asset_key == published_episode.key:
                 self.progress(f"published: {event.materialization.metadata['master_url'].value}")

@@ -13,15 +13,17 @@ from scipy.io import wavfile
 
 from conftest import sample_loglines
 from microdrama_assets.artifacts import EpisodeArtifacts
-from microdrama_assets.assets import ALL_ASSETS, published_episode, published_episode_plays
+from microdrama_assets.assets import (ALL_ASSETS, keyframes_keep_their_characters, published_episode,
+                                     published_episode_plays)
 from microdrama_assets.media.audio_mix import measure_loudness
+from microdrama_assets.media.characters import build_character_bundle
 from microdrama_assets.media.hls import LADDER, MASTER_PLAYLIST
 from microdrama_assets.media.manifest import parse_manifest
 from microdrama_assets.media.validate import validate_package
 from microdrama_assets.partitions import shot_partition_key, shot_slot_partitions
 from microdrama_assets.publishing import LocalObjectStore, content_version, package_files
 from microdrama_assets.resources import ArtifactStoreResource, PublishTarget
-from microdrama_assets.runner import EpisodeRunner
+from microdrama_assets.runner import EpisodeRunner, PipelineFailed
 from microdrama_assets.sensors import assembly_sensor, shot_fanout_sensor
 
 EPISODE = "barista-test"
@@ -250,3 +252,32 @@ def test_adding_a_codec_without_reencoding_shots_fails_clearly_and_keeps_the_pac
     message = failure.step_failure_data.error.message
     assert "no encode of s01 (av1/1080p)" in message and "rerender" in message
     assert _fingerprints(playlist.parent) == before
+
+
+def test_every_keyframe_passed_the_character_check_and_a_drifted_bundle_blocks_the_shot(produced):
+    runner, store, instance, _ = produced
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        keyframes_keep_their_characters.check_key, limit=100)
+    shots = {shot_partition_key(EPISODE, s) for s in ("s01", "s02", "s03")}
+    ran = [r for r in records if r.partition in shots]
+    assert {r.partition for r in ran} == shots  # (an unused shot slot's check is planned but never runs)
+    assert all(r.status.value == "SUCCEEDED" for r in ran), [r.status for r in ran]
+
+    # The user edits a character's look (a new bundle) but the shot's keyframes come out as before: the check
+    # catches the mismatch, and the shot's motion and everything after it are not run on them.
+    episode = EpisodeArtifacts(store, EPISODE)
+    manifest = episode.manifest()
+    shot = manifest.shots[0]
+    character = manifest.character(shot.characters[0])
+    edited = character.model_copy(update={"appearance": character.appearance.model_copy(
+        update={"outfit": "#20c040", "hair": "#e0e0e0"})})
+    descriptor = episode.character_dir(character.id) / "descriptor.npy"
+    original = descriptor.read_bytes()
+    clip_before = _fingerprints(episode.shot(shot.id).clip_dir)
+    np.save(descriptor, build_character_bundle(edited).descriptor)
+    try:
+        with pytest.raises(PipelineFailed, match=f"{character.id} drifted from its bundle"):
+            runner.render_and_assemble(EPISODE, [shot.id])
+    finally:
+        descriptor.write_bytes(original)
+    assert _fingerprints(episode.shot(shot.id).clip_dir) == clip_before

@@ -1,11 +1,16 @@
 """Storyboard and keyframe stages, per shot."""
 
 import json
+import warnings
 from dataclasses import asdict
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+import numpy as np
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
+                     MetadataValue, PreviewWarning, asset, asset_check)
 
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
+from ..artifacts import read_gray, read_rgb
+from ..media.characters import score_characters
 from ..media.stills import contact_sheet
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
@@ -58,7 +63,9 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
         for plan, frame in zip(plans, rendered):
             (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
             (staging / f"background_{plan.index}.png").write_bytes(png_bytes(frame.background))
-        layout = {"keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths]}
+            for character_id, mask in frame.masks.items():
+                (staging / artifacts.keyframe_mask_path(plan.index, character_id).name).write_bytes(png_bytes(mask))
+        layout = {"keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths], "characters": sorted(f.masks)}
                                 for p, f in zip(plans, rendered)]}
         (staging / artifacts.keyframe_layout_path.name).write_text(json.dumps(layout, indent=2), encoding="utf-8")
     yield MaterializeResult(
@@ -72,3 +79,36 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
         }
     )
 
+
+
+# Checks on partitioned assets are "preview" in Dagster 1.13 (see delivery.py).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PreviewWarning)
+
+    @asset_check(asset=keyframes, partitions_def=shot_partitions, blocking=True)
+    def keyframes_keep_their_characters(context: AssetCheckExecutionContext,
+                                        store: ArtifactStoreResource) -> AssetCheckResult:
+        """Every character region of every keyframe scored against the episode's character bundles: a shot
+        whose character drifted from its bundle (or looks like someone else) fails, and blocks the shot's
+        motion and everything after it."""
+        located = shot_context(context, store)
+        if located is None:
+            return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
+        episode, manifest, _, artifacts = located
+        descriptors = {c.id: np.load(episode.store.require(episode.character_dir(c.id) / "descriptor.npy",
+                                                           "character_bundles"))
+                       for c in manifest.characters}
+        scores = []
+        for entry in artifacts.keyframe_layout()["keyframes"]:
+            image = read_rgb(artifacts.keyframe_path(entry["index"]))
+            masks = {cid: read_gray(artifacts.keyframe_mask_path(entry["index"], cid)) for cid in entry["characters"]}
+            scores.extend(score_characters(entry["index"], image, masks, descriptors))
+        problems = [score.problem for score in scores if score.problem]
+        return AssetCheckResult(passed=not problems, metadata={
+            "problems": "; ".join(problems) or "none",
+            "lowest_similarity": round(min((s.own for s in scores), default=1.0), 3),
+            "scores": MetadataValue.md("| keyframe | character | area | own | closest other |\n|---|---|---|---|---|\n" +
+                                       "\n".join(f"| {s.keyframe} | {s.character_id} | {s.area:.1%} | {s.own:.2f} | "
+                                                 f"{s.closest_other or '-'} {'' if s.other is None else f'{s.other:.2f}'} |"
+                                                 for s in scores)),
+        })

@@ -6,6 +6,7 @@ from microdrama_assets.media.characters import (
     build_character_bundle,
     descriptor_for_region,
     descriptor_similarity,
+    score_characters,
 )
 from microdrama_assets.media.manifest import Character, EpisodeManifest
 from microdrama_assets.media.render import render_keyframe
@@ -93,3 +94,34 @@ def test_keyframe_regions_match_their_own_bundle(bundles, framing, mood, locatio
         own = descriptor_similarity(region, bundles[character_id].descriptor)
         other = descriptor_similarity(region, bundles["omar" if character_id == "nora" else "nora"].descriptor)
         assert own > other, (character_id, own, other)
+
+
+def _rendered(manifest):
+    shot = manifest.shots[0]
+    return render_keyframe(manifest, shot, plan_keyframes(shot, manifest)[0])
+
+
+def test_faithful_keyframes_pass_the_consistency_check(bundles):
+    descriptors = {cid: bundle.descriptor for cid, bundle in bundles.items()}
+    for framing, mood in (("two_shot", "mysterious"), ("medium", "warm"), ("close_up", "eerie")):
+        keyframe = _rendered(make_manifest(framing, mood, "cafe", "night", seed=3))
+        scores = score_characters(0, keyframe.image, keyframe.masks, descriptors)
+        assert scores and all(score.problem is None for score in scores), [s.problem for s in scores]
+
+
+def test_a_recoloured_or_swapped_character_fails_the_check(bundles):
+    descriptors = {cid: bundle.descriptor for cid, bundle in bundles.items()}
+    manifest = make_manifest("two_shot", "tense", "cafe", "dusk", seed=5)
+    # The keyframe backend drew Nora in other clothes and hair than her bundle says.
+    drifted = manifest.model_dump(mode="json")
+    drifted["characters"][0]["appearance"].update(outfit="#20c040", hair="#e0e0e0")
+    keyframe = _rendered(EpisodeManifest.model_validate(drifted))
+    problems = [s.problem for s in score_characters(0, keyframe.image, keyframe.masks, descriptors) if s.problem]
+    assert problems and all("nora" in problem for problem in problems), problems
+    # Nora's region labelled as Omar (the backend swapped who stands where).
+    faithful = _rendered(manifest)
+    swapped = {"omar": faithful.masks["nora"], "nora": faithful.masks["omar"]}
+    problems = [s.problem for s in score_characters(0, faithful.image, swapped, descriptors) if s.problem]
+    assert any("nora looks like omar" in problem for problem in problems), problems
+    with pytest.raises(ValueError, match="no bundle for character 'zed'"):
+        score_characters(0, faithful.image, {"zed": faithful.masks["nora"]}, descriptors)
