@@ -13,7 +13,8 @@ from scipy.io import wavfile
 
 from conftest import sample_loglines
 from microdrama_assets.artifacts import EpisodeArtifacts
-from microdrama_assets.assets import (ALL_ASSETS, keyframes_keep_their_characters, published_episode,
+from microdrama_assets.assets import (ALL_ASSETS, episode_mix_meets_loudness_targets, keyframes_keep_their_characters,
+                                     published_episode,
                                      published_episode_plays)
 from microdrama_assets.media.audio_mix import measure_loudness
 from microdrama_assets.media.characters import build_character_bundle
@@ -103,13 +104,18 @@ def test_master_playlist_lists_every_rendition_with_audio_and_captions(produced)
 
 
 def test_audio_is_present_loud_enough_and_in_the_master(produced):
-    _, store, _, _ = produced
+    _, store, instance, _ = produced
     episode = EpisodeArtifacts(store, EPISODE)
     rate, mix = wavfile.read(episode.mix_wav)
     assert rate == 48000 and mix.ndim == 2 and mix.shape[1] == 2
     assert np.sqrt(np.mean(mix.astype(np.float64) ** 2)) > 0.01
     loudness, _ = measure_loudness(mix.astype(np.float32))
     assert -17.5 < loudness < -14.5
+    [check] = instance.event_log_storage.get_asset_check_execution_history(
+        episode_mix_meets_loudness_targets.check_key, 1)
+    assert check.status.value == "SUCCEEDED"
+    metadata = check.event.dagster_event.event_specific_data.metadata
+    assert abs(metadata["integrated_lufs"].value + 16) <= 1 and metadata["true_peak_dbtp"].value <= -1
     with av.open(str(episode.master_mp4)) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
         audio = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio=0)])

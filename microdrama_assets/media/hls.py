@@ -478,6 +478,18 @@ def encode_audio_m4a(stereo: np.ndarray, sample_rate: int, output: Path, bitrate
         _encode_audio(container, stereo, sample_rate, bitrate_kbps)
 
 
+def decode_audio(path: Path) -> tuple[np.ndarray, int]:
+    """An audio file's first stream as float32 (n, channels) and its sample rate: what a player will hear."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
+        chunks = [resampled.to_ndarray() for frame in container.decode(stream) for resampled in resampler.resample(frame)]
+        rate = stream.rate
+    if not chunks:
+        raise ValueError(f"{path} has no decodable audio")
+    return np.concatenate(chunks, axis=1).T.astype(np.float32), rate
+
+
 def encode_audio_hls(stereo: np.ndarray, sample_rate: int, directory: Path, segment_s: float, bitrate_kbps: int = 128) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with av.open(

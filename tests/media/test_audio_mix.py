@@ -5,6 +5,9 @@ import pytest
 from scipy.signal import resample_poly
 
 from microdrama_assets.media.audio_mix import (
+    MIX_CEILING_DBTP,
+    delivery_loudness_problems,
+    encode_delivery_mix,
     SAMPLE_RATE,
     DialogueDoesNotFit,
     measure_loudness,
@@ -12,6 +15,7 @@ from microdrama_assets.media.audio_mix import (
     place_lines,
     render_music_bed,
 )
+from microdrama_assets.media.hls import decode_audio, encode_audio_m4a
 from microdrama_assets.media.manifest import Mood, Voice
 from microdrama_assets.media.speech import synthesize
 
@@ -223,3 +227,31 @@ def test_mismatched_inputs_are_rejected():
         mix_episode(np.zeros(100, np.float32), np.zeros((90, 2), np.float32))
     with pytest.raises(ValueError, match="dialogue must be mono"):
         mix_episode(np.zeros((100, 2), np.float32), np.zeros((100, 2), np.float32))
+
+
+def test_the_encoded_mix_meets_the_delivery_targets_and_a_hot_one_is_named(episode, tmp_path):
+    """What viewers hear is the AAC file: measured after encoding and decoding it, as the asset check does."""
+    dialogue, music = episode
+    ceilings = []
+
+    def encode(candidate):
+        ceilings.append(measure_loudness(candidate)[1])
+        encode_audio_m4a(candidate, SAMPLE_RATE, tmp_path / "mix.m4a")
+        return decode_audio(tmp_path / "mix.m4a")[0]
+
+    # Dialogue with a hard click at its loudest: the kind of transient AAC overshoots.
+    clicked = dialogue.copy()
+    clicked[np.argmax(np.abs(clicked)) + np.arange(-2, 3)] *= np.array([1, -1, 1, -1, 1])
+    mix = encode_delivery_mix(clicked, music, encode)
+    assert ceilings[0] <= MIX_CEILING_DBTP + 0.05
+    decoded, rate = decode_audio(tmp_path / "mix.m4a")
+    assert rate == SAMPLE_RATE and decoded.shape[1] == 2 and abs(len(decoded) - len(mix)) < 2048
+    loudness, true_peak, problems = delivery_loudness_problems(decoded, rate)
+    assert problems == [] and abs(loudness + 16) <= 1 and true_peak <= -1.0
+
+    hot = mix_episode(dialogue, music, target_lufs=-12.0, true_peak_dbtp=-0.1)
+    encode_audio_m4a(hot, SAMPLE_RATE, tmp_path / "hot.m4a")
+    _, _, problems = delivery_loudness_problems(*decode_audio(tmp_path / "hot.m4a"))
+    assert any("outside -16.0 +/- 1.0" in p for p in problems) and any("dBTP above -1.0" in p for p in problems)
+    _, _, problems = delivery_loudness_problems(decoded[:, :1], rate)
+    assert problems == ["1 channel(s) at 48000 Hz; expected stereo at 48000 Hz"]
