@@ -13,7 +13,7 @@ from scipy.io import wavfile
 
 from conftest import sample_loglines
 from microdrama_assets.artifacts import EpisodeArtifacts
-from microdrama_assets.assets import (ALL_ASSETS, episode_mix_meets_loudness_targets, keyframes_keep_their_characters,
+from microdrama_assets.assets import (ALL_ASSETS, composited_shot_lip_sync, episode_mix_meets_loudness_targets, keyframes_keep_their_characters,
                                      published_episode,
                                      published_episode_plays)
 from microdrama_assets.media.audio_mix import measure_loudness
@@ -260,14 +260,14 @@ def test_adding_a_codec_without_reencoding_shots_fails_clearly_and_keeps_the_pac
     assert _fingerprints(playlist.parent) == before
 
 
-def test_every_keyframe_passed_the_character_check_and_a_drifted_bundle_blocks_the_shot(produced):
+def test_every_shot_passed_its_checks_and_a_drifted_bundle_blocks_the_shot(produced):
     runner, store, instance, _ = produced
-    records = instance.event_log_storage.get_asset_check_execution_history(
-        keyframes_keep_their_characters.check_key, limit=100)
     shots = {shot_partition_key(EPISODE, s) for s in ("s01", "s02", "s03")}
-    ran = [r for r in records if r.partition in shots]
-    assert {r.partition for r in ran} == shots  # (an unused shot slot's check is planned but never runs)
-    assert all(r.status.value == "SUCCEEDED" for r in ran), [r.status for r in ran]
+    for check in (keyframes_keep_their_characters, composited_shot_lip_sync):
+        records = instance.event_log_storage.get_asset_check_execution_history(check.check_key, limit=100)
+        ran = [r for r in records if r.partition in shots]
+        assert {r.partition for r in ran} == shots  # (an unused shot slot's check is planned but never runs)
+        assert all(r.status.value == "SUCCEEDED" for r in ran), (check.check_key, [r.status for r in ran])
 
     # The user edits a character's look (a new bundle) but the shot's keyframes come out as before: the check
     # catches the mismatch, and the shot's motion and everything after it are not run on them.

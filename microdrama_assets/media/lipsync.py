@@ -207,3 +207,67 @@ def draw_mouth(frame: np.ndarray, center_xy: tuple[float, float], width_px: floa
             tongue = np.clip(rows - 1.4 * half_h + 0.5, 0.0, 1.0)  # lower part of the opening
             _blend(region, (interior * tongue * 0.8).astype(np.uint8), _TONGUE_RGB)
     frame[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
+
+
+# What the finished picture must show, measured from its pixels (see measure_lip_sync).
+MIN_SYNC_CORRELATION = 0.6
+MAX_SYNC_LAG_FRAMES = 1
+MIN_SPEECH_FRAMES = 6  # fewer voiced frames say too little to correlate
+SILENT_MOUTH_RANGE = 0.04  # a closed mouth's dark-pixel measure barely moves (fraction of width squared)
+_LAGS = range(-4, 5)
+
+
+def mouth_opening_from_pixels(gray: np.ndarray, center_xy: tuple[float, float], width_px: float) -> float:
+    """How open the mouth at ``center_xy`` looks in a greyscale frame: the area darker than half the
+    surrounding face's median, over the mouth width squared. The opening is the only dark part of a mouth."""
+    x, y = center_xy
+    x0, x1 = int(max(0, x - width_px * 0.6)), int(min(gray.shape[1], x + width_px * 0.6))
+    y0, y1 = int(max(0, y - width_px * 0.5)), int(min(gray.shape[0], y + width_px * 0.5))
+    crop = gray[y0:y1, x0:x1].astype(np.float32)
+    if crop.size == 0:
+        return 0.0
+    return float((crop < 0.5 * np.median(crop)).sum()) / (width_px * width_px)
+
+
+@dataclass(frozen=True)
+class LipSyncMeasure:
+    character_id: str
+    speech_frames: int  # frames in which this character's voice is heard
+    correlation: float | None  # openness seen in the picture vs the voice's loudness, at zero lag
+    best_lag_frames: int | None  # the lag that correlates best: positive = picture late
+    opening_range: float  # max - min of the pixel measure over the shot
+
+    @property
+    def problem(self) -> str | None:
+        if self.speech_frames == 0:
+            if self.opening_range > SILENT_MOUTH_RANGE:
+                return f"{self.character_id} is silent but its mouth moves (range {self.opening_range:.3f})"
+            return None
+        if self.correlation is None or self.best_lag_frames is None:
+            return None
+        if abs(self.best_lag_frames) > MAX_SYNC_LAG_FRAMES:
+            return (f"{self.character_id}: picture is {self.best_lag_frames:+d} frames off the voice "
+                    f"(r = {self.correlation:.2f} in sync)")
+        if self.correlation < MIN_SYNC_CORRELATION:
+            return (f"{self.character_id}: mouth follows the voice with r = {self.correlation:.2f} "
+                    f"< {MIN_SYNC_CORRELATION}")
+        return None
+
+
+def measure_lip_sync(character_id: str, openings: np.ndarray, voice_envelope: np.ndarray) -> LipSyncMeasure:
+    """Compare the mouth seen in each frame (``mouth_opening_from_pixels``) with the loudness of the
+    character's own voice in that frame (``speech_envelope`` of its lines only)."""
+    if openings.shape != voice_envelope.shape:
+        raise ValueError(f"{character_id}: {openings.shape[0]} frames of picture, {voice_envelope.shape[0]} of voice")
+    voiced = int((voice_envelope > 0).sum())
+    opening_range = float(openings.max() - openings.min()) if openings.size else 0.0
+    if voiced < MIN_SPEECH_FRAMES or openings.std() == 0:
+        return LipSyncMeasure(character_id, voiced, None, None, opening_range)
+
+    def correlation(lag: int) -> float:
+        picture = openings[lag:] if lag >= 0 else openings[:lag]
+        voice = voice_envelope[:len(voice_envelope) - lag] if lag >= 0 else voice_envelope[-lag:]
+        return float(np.corrcoef(picture, voice)[0, 1])
+
+    scores = {lag: correlation(lag) for lag in _LAGS}
+    return LipSyncMeasure(character_id, voiced, scores[0], max(scores, key=scores.get), opening_range)

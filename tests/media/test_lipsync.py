@@ -1,8 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 
 from microdrama_assets.media.audio_mix import SAMPLE_RATE
-from microdrama_assets.media.lipsync import MouthTrack, Viseme, draw_mouth, mouth_track, speech_envelope, viseme_for
+from microdrama_assets.media.lipsync import (MouthTrack, Viseme, draw_mouth, measure_lip_sync, mouth_opening_from_pixels,
+                                             mouth_track, speech_envelope, viseme_for)
 from microdrama_assets.media.manifest import Voice
 from microdrama_assets.media.speech import Speech, synthesize
 
@@ -147,3 +149,30 @@ def test_draw_mouth_off_frame_and_bad_input():
     assert not frame.any()
     with pytest.raises(ValueError, match="uint8 RGB"):
         draw_mouth(np.zeros((100, 100), np.uint8), (50.0, 50.0), 40, 1.0, int(Viseme.OPEN), (200, 80, 90))
+
+
+def _drawn_openings(mouth: MouthTrack, shift_frames: int = 0) -> np.ndarray:
+    """Draw the track's mouth on a plain face, ``shift_frames`` late, and measure it back from the pixels."""
+    openings = []
+    for index in range(len(mouth.openness)):
+        source = min(max(index - shift_frames, 0), len(mouth.openness) - 1)
+        face = np.full((160, 200, 3), (198, 150, 120), np.uint8)
+        draw_mouth(face, (100.0, 80.0), 60.0, float(mouth.openness[source]), int(mouth.visemes[source]), (150, 70, 70))
+        openings.append(mouth_opening_from_pixels(cv2.cvtColor(face, cv2.COLOR_RGB2GRAY), (100.0, 80.0), 60.0))
+    return np.array(openings)
+
+
+def test_lip_sync_is_measured_from_the_picture(track):
+    mouth, envelope, _ = track
+    synced = measure_lip_sync("maya", _drawn_openings(mouth), envelope)
+    assert synced.problem is None and synced.correlation >= 0.6 and synced.best_lag_frames == 0
+    late = measure_lip_sync("maya", _drawn_openings(mouth, shift_frames=3), envelope)
+    assert late.best_lag_frames == 3 and "+3 frames off the voice" in late.problem
+
+    closed = MouthTrack(np.zeros_like(mouth.openness), np.full_like(mouth.visemes, int(Viseme.REST)))
+    silent = measure_lip_sync("victor", _drawn_openings(closed), np.zeros_like(envelope))
+    assert silent.speech_frames == 0 and silent.problem is None
+    mouthing = measure_lip_sync("victor", _drawn_openings(mouth), np.zeros_like(envelope))
+    assert "victor is silent but its mouth moves" in mouthing.problem
+    with pytest.raises(ValueError, match="frames of picture"):
+        measure_lip_sync("maya", np.zeros(3), np.zeros(4))
