@@ -8,14 +8,14 @@ import boto3
 import m3u8
 import numpy as np
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_status_sensor_context, materialize
+from dagster import (AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, build_run_status_sensor_context,
+                     materialize)
 from scipy.io import wavfile
 
 from conftest import sample_loglines
 from microdrama_assets.artifacts import EpisodeArtifacts
-from microdrama_assets.assets import (ALL_ASSETS, composited_shot_lip_sync, episode_mix_meets_loudness_targets, keyframes_keep_their_characters,
-                                     published_episode,
-                                     published_episode_plays)
+from microdrama_assets.assets import (ALL_ASSETS, character_bundles, composited_shot_lip_sync, episode_mix_meets_loudness_targets,
+                                     keyframes_keep_their_characters, published_episode, published_episode_plays)
 from microdrama_assets.media.audio_mix import measure_loudness
 from microdrama_assets.media.characters import build_character_bundle
 from microdrama_assets.media.hls import LADDER, MASTER_PLAYLIST
@@ -287,3 +287,24 @@ def test_every_shot_passed_its_checks_and_a_drifted_bundle_blocks_the_shot(produ
     finally:
         descriptor.write_bytes(original)
     assert _fingerprints(episode.shot(shot.id).clip_dir) == clip_before
+
+
+def test_character_bundles_are_versioned_by_content_for_staleness(produced):
+    """Dagster marks keyframes stale when the bundles' data version changes: re-building unchanged bundles must
+    give the same data version, and keyframes record the one they were made from."""
+    _, store, instance, _ = produced
+
+    def latest(key, partition=EPISODE):
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[str(partition)]), limit=1).records
+        return records[0].asset_materialization.tags
+
+    before = latest("character_bundles")["dagster/data_version"]
+    episode = EpisodeArtifacts(store, EPISODE)
+    versions = {c.id: json.loads((episode.character_dir(c.id) / "bundle.json").read_text())["version"]
+                for c in episode.manifest().characters}
+    assert before == hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
+    assert "dagster/input_data_version/character_bundles" in latest("keyframes", shot_partition_key(EPISODE, "s01"))
+    result = materialize([character_bundles], partition_key=EPISODE, instance=instance,
+                         resources={"store": ArtifactStoreResource(root=str(store.root))})
+    assert result.success and latest("character_bundles")["dagster/data_version"] == before

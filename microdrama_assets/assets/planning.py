@@ -1,9 +1,10 @@
 """Planning stage: the episode manifest (single source of truth) and the character bundles."""
 
+import hashlib
 import json
 
 import numpy as np
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from ..media.characters import build_character_bundle
 from ..media.manifest import manifest_json_schema
@@ -72,7 +73,11 @@ def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResour
             )
         versions[character.id] = bundle.version
         previews.append(next(iter(bundle.reference_images.values())))
+    # The data version is the bundles' content: re-planning with the same characters leaves every keyframe
+    # current; changing how a character looks marks the episode's keyframes (and what follows) stale in Dagster.
+    bundles_version = hashlib.sha256(json.dumps(versions, sort_keys=True).encode("utf-8")).hexdigest()[:16]
     return MaterializeResult(
+        data_version=DataVersion(bundles_version),
         metadata={
             "versions": MetadataValue.json(versions),
             "characters": len(versions),
