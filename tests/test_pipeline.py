@@ -269,14 +269,14 @@ def test_every_shot_passed_its_checks_and_a_drifted_bundle_blocks_the_shot(produ
         assert {r.partition for r in ran} == shots  # (an unused shot slot's check is planned but never runs)
         assert all(r.status.value == "SUCCEEDED" for r in ran), (check.check_key, [r.status for r in ran])
 
-    # The user edits a character's look (a new bundle) but the shot's keyframes come out as before: the check
+    # The user repaints a character (a new bundle) but the shot's keyframes come out as before: the check
     # catches the mismatch, and the shot's motion and everything after it are not run on them.
     episode = EpisodeArtifacts(store, EPISODE)
     manifest = episode.manifest()
     shot = manifest.shots[0]
     character = manifest.character(shot.characters[0])
     edited = character.model_copy(update={"appearance": character.appearance.model_copy(
-        update={"outfit": "#20c040", "hair": "#e0e0e0"})})
+        update={"skin": "#2040ff", "hair": "#00ff00", "outfit": "#ff00ff", "accent": "#ffff00"})})
     descriptor = episode.character_dir(character.id) / "descriptor.npy"
     original = descriptor.read_bytes()
     clip_before = _fingerprints(episode.shot(shot.id).clip_dir)
