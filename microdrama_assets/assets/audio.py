@@ -2,12 +2,11 @@
 
 import json
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult,
-                     MetadataValue, PreviewWarning, asset, asset_check)
+                     MetadataValue, asset)
 from scipy.io import wavfile
 
 from ..media.audio_mix import (SAMPLE_RATE, DialogueDoesNotFit, delivery_loudness_problems, encode_delivery_mix,
@@ -16,7 +15,7 @@ from ..media.hls import decode_audio, encode_audio_m4a
 from ..media.manifest import FPS
 from ..partitions import episode_partitions, shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import episode_artifacts, per_episode, shot_context
+from .common import episode_artifacts, partitioned_check, per_episode, shot_context
 from .planning import episode_manifest
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -109,19 +108,15 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
     )
 
 
-# Checks on partitioned assets are "preview" in Dagster 1.13 (see delivery.py).
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-
-    @asset_check(asset=episode_audio, partitions_def=episode_partitions, blocking=True)
-    def episode_mix_meets_loudness_targets(context: AssetCheckExecutionContext,
-                                           store: ArtifactStoreResource) -> AssetCheckResult:
-        """The encoded episode mix (mix.m4a, decoded as a player would) measured to ITU-R BS.1770: integrated
-        loudness -16 LUFS +/- 1 and true peak at most -1 dBTP, stereo at 48 kHz. A mix that misses blocks the
-        master and the HLS package."""
-        episode = episode_artifacts(context, store)
-        audio, rate = decode_audio(episode.store.require(episode.mix_m4a, "episode_audio"))
-        loudness, true_peak, problems = delivery_loudness_problems(audio, rate)
-        return AssetCheckResult(passed=not problems, metadata={
-            "integrated_lufs": round(loudness, 2), "true_peak_dbtp": round(true_peak, 2),
-            "problems": "; ".join(problems) or "none"})
+@partitioned_check(episode_audio, episode_partitions, blocking=True)
+def episode_mix_meets_loudness_targets(context: AssetCheckExecutionContext,
+                                       store: ArtifactStoreResource) -> AssetCheckResult:
+    """The encoded episode mix (mix.m4a, decoded as a player would) measured to ITU-R BS.1770: integrated
+    loudness -16 LUFS +/- 1 and true peak at most -1 dBTP, stereo at 48 kHz. A mix that misses blocks the
+    master and the HLS package."""
+    episode = episode_artifacts(context, store)
+    audio, rate = decode_audio(episode.store.require(episode.mix_m4a, "episode_audio"))
+    loudness, true_peak, problems = delivery_loudness_problems(audio, rate)
+    return AssetCheckResult(passed=not problems, metadata={
+        "integrated_lufs": round(loudness, 2), "true_peak_dbtp": round(true_peak, 2),
+        "problems": "; ".join(problems) or "none"})

@@ -6,7 +6,8 @@ import warnings
 from typing import Iterator
 
 import numpy as np
-from dagster import AssetDep, AssetExecutionContext, BetaWarning, Failure, MetadataValue, MultiToSingleDimensionPartitionMapping
+from dagster import (AssetDep, AssetExecutionContext, BetaWarning, Failure, MetadataValue,
+                     MultiToSingleDimensionPartitionMapping, PreviewWarning, asset_check)
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts, ShotArtifacts
@@ -18,6 +19,17 @@ from ..resources import ArtifactStoreResource
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", BetaWarning)
     EPISODE_DIMENSION = MultiToSingleDimensionPartitionMapping(partition_dimension_name="episode")
+
+
+def partitioned_check(asset, partitions_def, blocking: bool = False):
+    """``@asset_check`` for one partition of a partitioned asset at a time. Partitioned checks are "preview" in
+    Dagster 1.13; they are what per-shot and per-episode checks need, and the warning says nothing a user can act
+    on."""
+    def decorate(check_fn):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreviewWarning)
+            return asset_check(asset=asset, partitions_def=partitions_def, blocking=blocking)(check_fn)
+    return decorate
 
 
 def per_episode(asset) -> AssetDep:

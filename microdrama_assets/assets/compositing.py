@@ -1,11 +1,10 @@
 """Compositing stage: lip sync on the speaking characters, the mood grade and burned captions, per shot."""
 
 import json
-import warnings
 
 import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
-                     MetadataValue, PreviewWarning, asset, asset_check)
+                     MetadataValue, asset)
 
 from ..media.captions import Cue, caption_opacity, composite_overlay, render_caption
 from ..media.grade import grade_frame
@@ -16,7 +15,7 @@ from ..media.video_io import decode_frames, read_rgb_frames, write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
 from .audio import SAMPLES_PER_FRAME, dialogue_audio, read_wav, shot_dialogue
-from .common import exactly, shot_context
+from .common import exactly, partitioned_check, shot_context
 from .motion import shot_clip
 
 CAPTION_HOLD_S = 0.4  # captions linger a moment after the line so they can be finished reading
@@ -107,39 +106,35 @@ def _voice_of(dialogue: dict, samples: np.ndarray, speaker: str) -> np.ndarray:
     return own
 
 
-# Checks on partitioned assets are "preview" in Dagster 1.13 (see delivery.py).
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-
-    @asset_check(asset=composited_shot, partitions_def=shot_partitions, blocking=True)
-    def composited_shot_lip_sync(context: AssetCheckExecutionContext, store: ArtifactStoreResource) -> AssetCheckResult:
-        """Lip sync measured on the finished shot's pixels: each on-screen speaker's mouth opening (dark area
-        at its tracked mouth) must follow the loudness of its own voice (r >= 0.6, best lag within one frame:
-        audio and picture no more than a frame apart), and on-screen characters who do not speak keep their
-        mouths closed. A shot that fails is not encoded."""
-        located = shot_context(context, store)
-        if located is None:
-            return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
-        _, _, shot, artifacts = located
-        track = json.loads(artifacts.clip_track.read_text(encoding="utf-8"))["mouths"]
-        dialogue = shot_dialogue(artifacts)
-        samples = read_wav(artifacts.dialogue_wav)
-        openings = {character_id: [] for character_id in track}
-        for index, frame in enumerate(decode_frames(artifacts.composited)):
-            gray = frame.to_ndarray(format="gray")
-            for character_id, mouth in track.items():
-                openings[character_id].append(
-                    mouth_opening_from_pixels(gray, tuple(mouth["xy"][index]), mouth["width"][index]))
-        measures = [measure_lip_sync(character_id, np.array(values),
-                                     speech_envelope(_voice_of(dialogue, samples, character_id), SAMPLES_PER_FRAME * FPS,
-                                                     len(values), FPS))
-                    for character_id, values in sorted(openings.items())]
-        problems = [m.problem for m in measures if m.problem]
-        return AssetCheckResult(passed=not problems, metadata={
-            "problems": "; ".join(problems) or "none",
-            "measures": MetadataValue.md("| character | voiced frames | r at lag 0 | best lag (frames) | opening range |\n"
-                                         "|---|---|---|---|---|\n" + "\n".join(
-                f"| {m.character_id} | {m.speech_frames} | {'-' if m.correlation is None else f'{m.correlation:.2f}'} "
-                f"| {'-' if m.best_lag_frames is None else m.best_lag_frames} | {m.opening_range:.3f} |"
-                for m in measures)),
-        })
+@partitioned_check(composited_shot, shot_partitions, blocking=True)
+def composited_shot_lip_sync(context: AssetCheckExecutionContext, store: ArtifactStoreResource) -> AssetCheckResult:
+    """Lip sync measured on the finished shot's pixels: each on-screen speaker's mouth opening (dark area
+    at its tracked mouth) must follow the loudness of its own voice (r >= 0.6, best lag within one frame:
+    audio and picture no more than a frame apart), and on-screen characters who do not speak keep their
+    mouths closed. A shot that fails is not encoded."""
+    located = shot_context(context, store)
+    if located is None:
+        return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
+    _, _, shot, artifacts = located
+    track = json.loads(artifacts.clip_track.read_text(encoding="utf-8"))["mouths"]
+    dialogue = shot_dialogue(artifacts)
+    samples = read_wav(artifacts.dialogue_wav)
+    openings = {character_id: [] for character_id in track}
+    for index, frame in enumerate(decode_frames(artifacts.composited)):
+        gray = frame.to_ndarray(format="gray")
+        for character_id, mouth in track.items():
+            openings[character_id].append(
+                mouth_opening_from_pixels(gray, tuple(mouth["xy"][index]), mouth["width"][index]))
+    measures = [measure_lip_sync(character_id, np.array(values),
+                                 speech_envelope(_voice_of(dialogue, samples, character_id), SAMPLES_PER_FRAME * FPS,
+                                                 len(values), FPS))
+                for character_id, values in sorted(openings.items())]
+    problems = [m.problem for m in measures if m.problem]
+    return AssetCheckResult(passed=not problems, metadata={
+        "problems": "; ".join(problems) or "none",
+        "measures": MetadataValue.md("| character | voiced frames | r at lag 0 | best lag (frames) | opening range |\n"
+                                     "|---|---|---|---|---|\n" + "\n".join(
+            f"| {m.character_id} | {m.speech_frames} | {'-' if m.correlation is None else f'{m.correlation:.2f}'} "
+            f"| {'-' if m.best_lag_frames is None else m.best_lag_frames} | {m.opening_range:.3f} |"
+            for m in measures)),
+    })

@@ -1,12 +1,11 @@
 """Episode assembly: captions, the master file, the HLS package and the delivery manifest for the player."""
 
 import tempfile
-import warnings
 from pathlib import Path
 
 import m3u8
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult,
-                     MetadataValue, PreviewWarning, asset, asset_check)
+                     MetadataValue, asset)
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts
@@ -22,7 +21,7 @@ from ..publishing import PublishError, fetch_published, package_files, publish_e
 from ..resources import ArtifactStoreResource, EncodeSettings, PublishTarget
 from ..media.audio_mix import SAMPLE_RATE
 from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
-from .common import episode_artifacts, image_metadata, per_episode
+from .common import episode_artifacts, image_metadata, partitioned_check, per_episode
 from .compositing import composited_shot, shot_cues
 from .encoding import load_rendition, shot_renditions
 
@@ -203,22 +202,17 @@ def published_episode(context: AssetExecutionContext, store: ArtifactStoreResour
     })
 
 
-# Checks on partitioned assets are "preview" in Dagster 1.13; one check per episode partition is what this needs,
-# and the warning says nothing a user can act on.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-
-    @asset_check(asset=published_episode, partitions_def=episode_partitions)
-    def published_episode_plays(context: AssetCheckExecutionContext, publish: PublishTarget) -> AssetCheckResult:
-        """What players get: the published entry master followed into the object store, every object it names
-        fetched, and the package validated again (IDRs, durations, timeline, CODECS, bitrates, alignment)."""
-        episode_id = context.partition_key
-        with tempfile.TemporaryDirectory(prefix="microdrama-published-") as scratch:
-            try:
-                package = fetch_published(publish.object_store(), episode_id, Path(scratch))
-            except PublishError as exc:
-                return AssetCheckResult(passed=False, metadata={"problems": str(exc)})
-            report = validate_package(package)
-        return AssetCheckResult(passed=report.ok, metadata={
-            "segments": report.segments, "duration_s": round(report.duration_s, 3),
-            "problems": "; ".join(report.problems[:10]) or "none"})
+@partitioned_check(published_episode, episode_partitions)
+def published_episode_plays(context: AssetCheckExecutionContext, publish: PublishTarget) -> AssetCheckResult:
+    """What players get: the published entry master followed into the object store, every object it names
+    fetched, and the package validated again (IDRs, durations, timeline, CODECS, bitrates, alignment)."""
+    episode_id = context.partition_key
+    with tempfile.TemporaryDirectory(prefix="microdrama-published-") as scratch:
+        try:
+            package = fetch_published(publish.object_store(), episode_id, Path(scratch))
+        except PublishError as exc:
+            return AssetCheckResult(passed=False, metadata={"problems": str(exc)})
+        report = validate_package(package)
+    return AssetCheckResult(passed=report.ok, metadata={
+        "segments": report.segments, "duration_s": round(report.duration_s, 3),
+        "problems": "; ".join(report.problems[:10]) or "none"})

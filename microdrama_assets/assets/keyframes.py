@@ -1,12 +1,11 @@
 """Storyboard and keyframe stages, per shot."""
 
 import json
-import warnings
 from dataclasses import asdict
 
 import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
-                     MetadataValue, PreviewWarning, asset, asset_check)
+                     MetadataValue, asset)
 
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
 from ..artifacts import read_gray, read_rgb
@@ -14,7 +13,7 @@ from ..media.characters import score_characters
 from ..media.stills import contact_sheet
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import image_metadata, per_episode, png_bytes, shot_context
+from .common import image_metadata, partitioned_check, per_episode, png_bytes, shot_context
 from .planning import character_bundles, episode_manifest
 
 POSES_FILE = "poses.json"
@@ -80,35 +79,30 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
     )
 
 
-
-# Checks on partitioned assets are "preview" in Dagster 1.13 (see delivery.py).
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", PreviewWarning)
-
-    @asset_check(asset=keyframes, partitions_def=shot_partitions, blocking=True)
-    def keyframes_keep_their_characters(context: AssetCheckExecutionContext,
-                                        store: ArtifactStoreResource) -> AssetCheckResult:
-        """Every character region of every keyframe scored against the episode's character bundles: a shot
-        whose character drifted from its bundle (or looks like someone else) fails, and blocks the shot's
-        motion and everything after it."""
-        located = shot_context(context, store)
-        if located is None:
-            return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
-        episode, manifest, _, artifacts = located
-        descriptors = {c.id: np.load(episode.store.require(episode.character_dir(c.id) / "descriptor.npy",
-                                                           "character_bundles"))
-                       for c in manifest.characters}
-        scores = []
-        for entry in artifacts.keyframe_layout()["keyframes"]:
-            image = read_rgb(artifacts.keyframe_path(entry["index"]))
-            masks = {cid: read_gray(artifacts.keyframe_mask_path(entry["index"], cid)) for cid in entry["characters"]}
-            scores.extend(score_characters(entry["index"], image, masks, descriptors))
-        problems = [score.problem for score in scores if score.problem]
-        return AssetCheckResult(passed=not problems, metadata={
-            "problems": "; ".join(problems) or "none",
-            "lowest_similarity": round(min((s.own for s in scores), default=1.0), 3),
-            "scores": MetadataValue.md("| keyframe | character | area | own | closest other |\n|---|---|---|---|---|\n" +
-                                       "\n".join(f"| {s.keyframe} | {s.character_id} | {s.area:.1%} | {s.own:.2f} | "
-                                                 f"{s.closest_other or '-'} {'' if s.other is None else f'{s.other:.2f}'} |"
-                                                 for s in scores)),
-        })
+@partitioned_check(keyframes, shot_partitions, blocking=True)
+def keyframes_keep_their_characters(context: AssetCheckExecutionContext,
+                                    store: ArtifactStoreResource) -> AssetCheckResult:
+    """Every character region of every keyframe scored against the episode's character bundles: a shot
+    whose character drifted from its bundle (or looks like someone else) fails, and blocks the shot's
+    motion and everything after it."""
+    located = shot_context(context, store)
+    if located is None:
+        return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
+    episode, manifest, _, artifacts = located
+    descriptors = {c.id: np.load(episode.store.require(episode.character_dir(c.id) / "descriptor.npy",
+                                                       "character_bundles"))
+                   for c in manifest.characters}
+    scores = []
+    for entry in artifacts.keyframe_layout()["keyframes"]:
+        image = read_rgb(artifacts.keyframe_path(entry["index"]))
+        masks = {cid: read_gray(artifacts.keyframe_mask_path(entry["index"], cid)) for cid in entry["characters"]}
+        scores.extend(score_characters(entry["index"], image, masks, descriptors))
+    problems = [score.problem for score in scores if score.problem]
+    return AssetCheckResult(passed=not problems, metadata={
+        "problems": "; ".join(problems) or "none",
+        "lowest_similarity": round(min((s.own for s in scores), default=1.0), 3),
+        "scores": MetadataValue.md("| keyframe | character | area | own | closest other |\n|---|---|---|---|---|\n" +
+                                   "\n".join(f"| {s.keyframe} | {s.character_id} | {s.area:.1%} | {s.own:.2f} | "
+                                             f"{s.closest_other or '-'} {'' if s.other is None else f'{s.other:.2f}'} |"
+                                             for s in scores)),
+    })
