@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
+import cvttf_NotoSansCJK_Bold
+import fontpkg_heebo
 import fontpkg_noto_sans
+import fontpkg_noto_sans_arabic
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -40,14 +43,17 @@ Measure = Callable[[str], float]  # advance width of a string in pixels, for the
 
 _NOTO_BOLD = fontpkg_noto_sans.ROOT / "files" / "NotoSans[wdth,wght].ttf"
 _NOTO_WEIGHT = 800  # ExtraBold: thin strokes vanish on phone screens after video compression
-# Noto Sans covers Latin/Greek/Cyrillic/Devanagari only; for other scripts (Arabic, Hebrew, CJK) use a system
-# font that has the glyphs, when the machine has one, rather than rendering tofu boxes.
-_FALLBACK_FONTS = (
-    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
-    Path("/usr/share/fonts/truetype/noto/NotoSansArabic-Bold.ttf"),
-    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"),
-    Path("/usr/share/fonts/truetype/freefont/FreeSansBold.ttf"),
-)
+# Noto Sans covers Latin/Greek/Cyrillic/Devanagari only; other scripts take the first font (all from PyPI)
+# that has their glyphs. Values per font: its variation axes in the font's own order, or None (static).
+_ARABIC_BOLD = fontpkg_noto_sans_arabic.ROOT / "files" / "NotoSansArabic[wdth,wght].ttf"
+_HEBREW_BOLD = fontpkg_heebo.ROOT / "files" / "Heebo[wght].ttf"
+_CJK_BOLD = Path(cvttf_NotoSansCJK_Bold.__file__).parent / "NotoSansCJKtc-Bold.otf"
+_FONT_AXES: dict[Path, list[int] | None] = {
+    _NOTO_BOLD: [_NOTO_WEIGHT, 100],  # weight, width
+    _ARABIC_BOLD: [_NOTO_WEIGHT, 100],  # weight, width
+    _HEBREW_BOLD: [_NOTO_WEIGHT],  # weight
+    _CJK_BOLD: None,
+}
 # Characters that draw nothing by themselves, so they say nothing about a font's coverage.
 _INVISIBLE_CATEGORIES = {"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"}
 
@@ -124,13 +130,13 @@ def safe_area(width: int, height: int) -> SafeArea:
 @functools.lru_cache(maxsize=64)
 def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     font = ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.RAQM)
-    if path == _NOTO_BOLD:
-        font.set_variation_by_axes([_NOTO_WEIGHT, 100])  # axes: weight, width
+    if _FONT_AXES.get(path):
+        font.set_variation_by_axes(_FONT_AXES[path])
     return font
 
 
 @functools.lru_cache(maxsize=4096)
-def _has_glyph(path: Path, char: str) -> bool:
+def font_has_glyph(path: Path, char: str) -> bool:
     # PIL exposes no cmap; a character the font lacks renders as the .notdef glyph, so compare against that.
     font = _font(path, 32)
     notdef = font.getmask("\U000f0000")
@@ -138,10 +144,10 @@ def _has_glyph(path: Path, char: str) -> bool:
     return glyph.size != notdef.size or bytes(glyph) != bytes(notdef)
 
 
-def _font_path_for(text: str) -> Path:
+def caption_font_for(text: str) -> Path:
     visible = {c for c in text if unicodedata.category(c) not in _INVISIBLE_CATEGORIES}
-    candidates = [_NOTO_BOLD] + [p for p in _FALLBACK_FONTS if p.is_file()]
-    missing = [sum(not _has_glyph(path, c) for c in sorted(visible)) for path in candidates]
+    candidates = list(_FONT_AXES)
+    missing = [sum(not font_has_glyph(path, c) for c in sorted(visible)) for path in candidates]
     return candidates[missing.index(min(missing))]  # the earliest font with the best coverage
 
 
@@ -275,9 +281,16 @@ def render_caption(text: str, width: int = 1080, height: int = 1920, style: str 
     text = _clean(text)
     if not text:
         raise ValueError("caption text is empty")
+    font_path = caption_font_for(text)
+    # No font here draws colour emoji (none is on PyPI): they are left out of the burned caption rather than
+    # drawn as boxes; the WebVTT track keeps the full text for the player's own fonts.
+    drawable = " ".join("".join(c for c in text if unicodedata.category(c) in _INVISIBLE_CATEGORIES
+                                or font_has_glyph(font_path, c)).split())
+    if not drawable:
+        raise ValueError(f"caption {text!r} has no character the caption fonts can draw")
     look = STYLES[style]
     area = safe_area(width, height)
-    layout = _layout(text, _font_path_for(text), look, width, area.right - area.left)
+    layout = _layout(drawable, font_path, look, width, area.right - area.left)
     font, stroke = layout.font, layout.stroke
 
     text_width = max(math.ceil(font.getlength(line)) for line in layout.lines) + 2 * stroke

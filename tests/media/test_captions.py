@@ -15,8 +15,10 @@ from microdrama_assets.media.captions import (
     CaptionOverlay,
     Cue,
     build_webvtt,
+    caption_font_for,
     caption_opacity,
     composite_overlay,
+    font_has_glyph,
     render_caption,
 )
 
@@ -234,3 +236,20 @@ def test_caption_opacity_fades_in_and_out() -> None:
     short = Cue(0.0, 0.1, "A", "blink")
     assert caption_opacity(0.05, short) == pytest.approx(1.0)  # the fade shrinks to fit a short cue
     assert caption_opacity(2.0, cue, fade_s=0.0) == 1.0
+
+
+@pytest.mark.parametrize("text", ["مرحبا بالعالم، أين المفتاح؟", "שלום עולם, איפה המפתח?", "钥匙在哪里？", "鍵はどこ？",
+                                  "열쇠는 어디에 있어요?"])
+def test_every_script_is_drawn_with_a_shipped_font_that_has_its_glyphs(text: str) -> None:
+    """Fonts come from PyPI packages (never the machine's own), so CI renders what a user's machine renders."""
+    font = caption_font_for(text)
+    assert "site-packages" in str(font) or "dist-packages" in str(font)
+    assert all(font_has_glyph(font, c) for c in text if not c.isspace())
+    overlay = render_caption(text)
+    assert visible_text_pixels(overlay) > 1000 and "".join(overlay.lines).replace(" ", "") == text.replace(" ", "")
+
+
+def test_emoji_are_left_out_of_the_burned_caption_not_drawn_as_boxes() -> None:
+    assert render_caption("Run! 🏃 Now 🔥").lines == ("Run! Now",)
+    with pytest.raises(ValueError, match="no character the caption fonts can draw"):
+        render_caption("🔥🔥")
