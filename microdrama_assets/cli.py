@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .episodes import BadRequest, check_options, clean_logline, episode_id_for
+from .episodes import BadRequest, check_options, check_presets, clean_logline, episode_id_for
 from .media.hls import video_codecs
 from .media.manifest import InvalidId, ManifestError, check_id
 from .publishing import open_object_store
@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     episode.add_argument("--shots", type=int, default=6)
     episode.add_argument("--seed", type=int, default=0)
     episode.add_argument("--duration", type=float, help="target length in seconds (default: 5 per shot)")
+    episode.add_argument("--caption-style", help="caption style preset: default, emphasis (yellow highlight) or "
+                                                 "minimal (no plate)")
+    episode.add_argument("--lighting", help="one lighting mood for every shot (grade, palette and music): tense, "
+                                            "mysterious, warm, romantic, eerie, hopeful, somber, playful "
+                                            "(default: the planner's mood per shot)")
     rerender = commands.add_parser("rerender", help="re-render shots of an episode and re-assemble it")
     stills = commands.add_parser("stills", help="write a keyframe contact sheet and frame grabs of a made episode")
     stills.add_argument("episode_id")
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             logline = clean_logline(args.logline)
             episode_id = check_id(args.episode_id, "episode id") if args.episode_id else episode_id_for(logline)
             check_options(args.shots, args.seed, args.duration)
+            check_presets(args.caption_style, args.lighting)
         else:
             episode_id = check_id(args.episode_id, "episode id")
             for shot_id in getattr(args, "shots", []):
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "episode":
             print(f"microdrama: episode {episode_id} -> {store.episode_dir(episode_id)}", flush=True)
-            playlist = runner.make_episode(episode_id, logline, args.shots, args.seed, args.duration)
+            playlist = runner.make_episode(episode_id, logline, args.shots, args.seed, args.duration,
+                                           args.caption_style, args.lighting)
         else:
             playlist = runner.render_and_assemble(episode_id, args.shots)
     except (BadRequest, ManifestError, StorageError, KeyError, PipelineFailed, DagsterError) as exc:

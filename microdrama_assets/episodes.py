@@ -7,7 +7,7 @@ import re
 import unicodedata
 
 from .artifacts import EpisodeArtifacts
-from .media.manifest import check_id
+from .media.manifest import CaptionLook, Mood, check_id
 from .storage import ArtifactStore
 
 MAX_LOGLINE_CHARS = 500
@@ -51,14 +51,24 @@ def check_options(shots: int, seed: int, duration_s: float | None) -> float:
     return duration_s
 
 
+def check_presets(caption_style: str | None, lighting: str | None) -> None:
+    """Named presets: a caption style and a lighting mood for the whole episode."""
+    if caption_style is not None and caption_style not in {c.value for c in CaptionLook}:
+        raise BadRequest(f"unknown caption style {caption_style!r}; choose one of {', '.join(c.value for c in CaptionLook)}")
+    if lighting is not None and lighting not in {m.value for m in Mood}:
+        raise BadRequest(f"unknown lighting mood {lighting!r}; choose one of {', '.join(m.value for m in Mood)}")
+
+
 def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: int, seed: int, source: str,
-                  duration_s: float | None = None) -> dict:
+                  duration_s: float | None = None, caption_style: str | None = None,
+                  lighting: str | None = None) -> dict:
     try:
         check_id(episode_id, "episode id")
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     duration_s = check_options(shots, seed, duration_s)
+    check_presets(caption_style, lighting)
     request = {"logline": clean_logline(logline), "shots": shots, "seed": seed, "duration_s": duration_s,
-               "source": source}
+               "caption_style": caption_style, "lighting": lighting, "source": source}
     store.write_json(EpisodeArtifacts(store, episode_id).request, request)
     return request

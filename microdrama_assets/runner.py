@@ -91,9 +91,10 @@ class EpisodeRunner:
         self.progress(f"{label} done in {time.perf_counter() - started:.1f}s")
         return result
 
-    def make_episode(self, episode_id: str, logline: str, shots: int, seed: int,
-                     duration_s: float | None = None) -> Path:
-        write_request(self.store, episode_id, logline, shots, seed, source="cli", duration_s=duration_s)
+    def make_episode(self, episode_id: str, logline: str, shots: int, seed: int, duration_s: float | None = None,
+                     caption_style: str | None = None, lighting: str | None = None) -> Path:
+        write_request(self.store, episode_id, logline, shots, seed, source="cli", duration_s=duration_s,
+                      caption_style=caption_style, lighting=lighting)
         self._ensure_partitions(episode_partitions.name, [episode_id])
         self._run(plan_episode_job.name, episode_id, f"plan {episode_id}")
         manifest = EpisodeArtifacts(self.store, episode_id).manifest()

@@ -10,7 +10,7 @@ from dagster import (AssetKey, AssetRecordsFilter, ConfigurableResource, Dagster
 from pydantic import Field
 
 from .artifacts import EpisodeArtifacts
-from .episodes import BadRequest, clean_logline, write_request
+from .episodes import BadRequest, check_presets, clean_logline, write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .partitions import episode_partitions, shot_partition_key
 from .resources import ArtifactStoreResource
@@ -21,7 +21,8 @@ MAX_LOGLINE_FILE_BYTES = 4096
 
 class LoglineInbox(ConfigurableResource):
     """The folder the sensor watches: one ``<episode-id>.txt`` file per episode, its text the logline.
-    Optional ``shots: N``, ``seed: S`` and ``duration: SECONDS`` lines after the logline set those options."""
+    Optional ``shots: N``, ``seed: S``, ``duration: SECONDS``, ``caption_style: NAME`` and ``lighting: MOOD``
+    lines after the logline set those options."""
 
     path: str = Field(default="loglines")
     default_shots: int = 6
@@ -35,15 +36,21 @@ class LoglineInbox(ConfigurableResource):
             raise BadRequest("file is not UTF-8 text") from None
         if not lines:
             raise BadRequest("logline is empty")
-        options: dict = {"shots": self.default_shots, "seed": 0, "duration_s": None}
-        names = {"shots": "shots", "seed": "seed", "duration": "duration_s"}
+        options: dict = {"shots": self.default_shots, "seed": 0, "duration_s": None, "caption_style": None,
+                         "lighting": None}
+        numbers = {"shots": "shots", "seed": "seed", "duration": "duration_s"}
         for line in lines[1:]:
             key, _, value = (part.strip().lower() for part in line.partition(":"))
+            if key in ("caption_style", "lighting"):
+                options[key] = value  # validated with the rest of the request
+                continue
             whole_number = value.isdigit()
-            if key not in names or not (whole_number or (key == "duration" and value.replace(".", "", 1).isdigit())):
-                raise BadRequest(f"unexpected line {line[:60]!r}; after the logline only 'shots: N', 'seed: S' "
-                                 "and 'duration: SECONDS' are allowed (N and S whole numbers)")
-            options[names[key]] = float(value) if key == "duration" else int(value)
+            if key not in numbers or not (whole_number or (key == "duration" and value.replace(".", "", 1).isdigit())):
+                raise BadRequest(f"unexpected line {line[:60]!r}; after the logline only 'shots: N', 'seed: S', "
+                                 "'duration: SECONDS', 'caption_style: NAME' and 'lighting: MOOD' are allowed "
+                                 "(N and S whole numbers)")
+            options[numbers[key]] = float(value) if key == "duration" else int(value)
+        check_presets(options["caption_style"], options["lighting"])
         return episode_id, clean_logline(lines[0]), options
 
 

@@ -25,6 +25,8 @@ def _cli(*args, cwd):
         (["episode", "A logline", "--duration", "0.5"], "duration must be between"),
         (["episode", "A logline", "--seed", "-1"], "seed must be between"),
         (["episode", "A logline", "--codecs", "h264,vp9"], "unknown video codec 'vp9'"),
+        (["episode", "A logline", "--caption-style", "comic"], "unknown caption style 'comic'"),
+        (["episode", "A logline", "--lighting", "neon"], "unknown lighting mood 'neon'"),
         (["rerender", "ep", "--shot", "s01", "--publish-to", "ftp://host/dir"], "use file:///path"),
         (["episode", "A logline", "--publish-to", "s3:///no-bucket"], "names no bucket"),
     ],

@@ -45,12 +45,17 @@ def test_malformed_files_are_logged_once_and_do_not_stop_good_ones(tmp_path, cap
     (folder / "Bad Name.txt").write_text("A logline with a file name that is not an episode id.")
     (folder / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
     (folder / "options.txt").write_text("A fine logline.\nshots: many\n")
-    (folder / "good.txt").write_text("Two rival food-truck owners get stuck in the same elevator.")
+    (folder / "preset.txt").write_text("A fine logline.\nlighting: neon\n")
+    (folder / "good.txt").write_text("Two rival food-truck owners get stuck in the same elevator.\n"
+                                     "caption_style: minimal\nlighting: eerie\n")
     instance = DagsterInstance.ephemeral()
     result, _ = _evaluate(instance, folder, data)
     assert [r.partition_key for r in result.run_requests] == ["good"]
+    request = json.loads((data / "episodes" / "good" / "request.json").read_text())
+    assert (request["caption_style"], request["lighting"]) == ("minimal", "eerie")
     warnings = [line for line in capfd.readouterr().err.splitlines() if "skipping logline file" in line]
-    assert len(warnings) == 4
+    assert len(warnings) == 5
+    assert any("preset.txt: unknown lighting mood 'neon'" in w for w in warnings)
     assert any("empty.txt: logline is empty" in w for w in warnings)
     assert any("Bad Name.txt: invalid episode id" in w for w in warnings)
     assert any("not UTF-8" in w for w in warnings)

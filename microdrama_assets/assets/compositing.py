@@ -64,7 +64,7 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
         # Expected when the speaker is off screen or seen from behind (close-ups, over-the-shoulder shots).
         context.log.info(f"shot {shot.id}: {untracked} speak off camera; no mouth to animate")
     cues = shot_cues(manifest, shot, dialogue)
-    overlays = [render_caption(cue.text, manifest.width, manifest.height) for cue in cues]
+    overlays = [render_caption(cue.text, manifest.width, manifest.height, manifest.caption_style.value) for cue in cues]
 
     def finished_frames():
         for index, frame in enumerate(read_rgb_frames(artifacts.clip)):

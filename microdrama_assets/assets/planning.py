@@ -7,7 +7,7 @@ import numpy as np
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from ..media.characters import build_character_bundle
-from ..media.manifest import manifest_json_schema
+from ..media.manifest import manifest_json_schema, with_presets
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions, shot_slot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
@@ -22,8 +22,9 @@ def episode_manifest(
     episode = episode_artifacts(context, store)
     request = episode.store.read_json(episode.request, "an episode request (microdrama episode / the loglines sensor)")
     planner = backends.resolve().planner
-    manifest = planner.plan(request["logline"], episode.episode_id, request["shots"], request["seed"],
-                            request["duration_s"])
+    manifest = with_presets(planner.plan(request["logline"], episode.episode_id, request["shots"], request["seed"],
+                                         request["duration_s"]),
+                            request.get("caption_style"), request.get("lighting"))
     episode.store.write_text(episode.manifest_schema, manifest_json_schema())
     episode.store.write_text(episode.manifest_path, manifest.model_dump_json(indent=2))
     # Shot slots are shared by every episode: make sure this episode's exist before its shot runs are requested.

@@ -71,6 +71,14 @@ class Mood(str, Enum):
     playful = "playful"
 
 
+class CaptionLook(str, Enum):
+    """Named caption styles (media/captions.py STYLES draws them)."""
+
+    default = "default"
+    emphasis = "emphasis"
+    minimal = "minimal"
+
+
 class Framing(str, Enum):
     wide = "wide"
     medium = "medium"
@@ -193,6 +201,7 @@ class EpisodeManifest(_Strict):
     fps: int = Field(default=FPS, ge=FPS, le=FPS)
     width: int = Field(default=WIDTH, ge=WIDTH, le=WIDTH)
     height: int = Field(default=HEIGHT, ge=HEIGHT, le=HEIGHT)
+    caption_style: CaptionLook = CaptionLook.default
     characters: list[Character] = Field(min_length=1, max_length=3)
     shots: list[Shot] = Field(min_length=1, max_length=40)
 
@@ -260,3 +269,15 @@ def parse_manifest(data: str | bytes | dict) -> EpisodeManifest:
 
 def manifest_json_schema() -> str:
     return json.dumps(EpisodeManifest.model_json_schema(), indent=2, sort_keys=True)
+
+
+def with_presets(manifest: EpisodeManifest, caption_style: str | None = None,
+                 lighting: str | None = None) -> EpisodeManifest:
+    """The manifest with a named caption style and, when given, one lighting mood for every shot (grade, palette
+    and music follow the mood), re-validated: unknown names fail naming the choices."""
+    update: dict = {}
+    if caption_style is not None:
+        update["caption_style"] = caption_style
+    if lighting is not None:
+        update["shots"] = [dict(shot, mood=lighting) for shot in manifest.model_dump(mode="json")["shots"]]
+    return EpisodeManifest.model_validate({**manifest.model_dump(mode="json"), **update}) if update else manifest
