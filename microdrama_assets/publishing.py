@@ -224,7 +224,11 @@ def content_version(files: dict[str, Path]) -> str:
     digest = hashlib.sha256()
     for key in sorted(files):
         digest.update(key.encode("utf-8") + b"\0")
-        digest.update(hashlib.sha256(files[key].read_bytes()).digest())
+        content = hashlib.sha256()
+        with files[key].open("rb") as handle:  # in chunks: the download can be hundreds of megabytes
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                content.update(chunk)
+        digest.update(content.digest())
     return digest.hexdigest()[:16]
 
 
