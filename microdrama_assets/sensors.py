@@ -10,7 +10,7 @@ from dagster import (AssetKey, AssetRecordsFilter, ConfigurableResource, Dagster
 from pydantic import Field
 
 from .artifacts import EpisodeArtifacts
-from .episodes import BadRequest, check_presets, clean_logline, write_request
+from .episodes import BadRequest, clean_logline, write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .partitions import episode_partitions, shot_partition_key
 from .resources import ArtifactStoreResource
@@ -42,7 +42,7 @@ class LoglineInbox(ConfigurableResource):
         for line in lines[1:]:
             key, _, value = (part.strip().lower() for part in line.partition(":"))
             if key in ("caption_style", "lighting"):
-                options[key] = value  # validated with the rest of the request
+                options[key] = value  # write_request validates it with the rest of the request
                 continue
             whole_number = value.isdigit()
             if key not in numbers or not (whole_number or (key == "duration" and value.replace(".", "", 1).isdigit())):
@@ -50,7 +50,6 @@ class LoglineInbox(ConfigurableResource):
                                  "'duration: SECONDS', 'caption_style: NAME' and 'lighting: MOOD' are allowed "
                                  "(N and S whole numbers)")
             options[numbers[key]] = float(value) if key == "duration" else int(value)
-        check_presets(options["caption_style"], options["lighting"])
         return episode_id, clean_logline(lines[0]), options
 
 

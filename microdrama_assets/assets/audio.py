@@ -1,8 +1,6 @@
 """Voice stage (dialogue per shot) and the episode mix."""
 
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult,
@@ -86,16 +84,17 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
     dialogue = np.concatenate(parts)
     music = render_music_bed([(s.mood.value, s.frames / FPS) for s in manifest.shots], manifest.seed)
     music = np.pad(music, ((0, max(0, len(dialogue) - len(music))), (0, 0)))[: len(dialogue)]
-    with tempfile.TemporaryDirectory(prefix="microdrama-mix-") as scratch:
+    with episode.store.writing_dir(episode.audio_dir) as staging:
+        m4a = staging / episode.mix_m4a.name
+
+        # The last mix encoded is the one returned, so its .m4a is already in place.
         def encode_and_decode(candidate: np.ndarray) -> np.ndarray:
-            encode_audio_m4a(candidate, SAMPLE_RATE, Path(scratch) / episode.mix_m4a.name)
-            return decode_audio(Path(scratch) / episode.mix_m4a.name)[0]
+            encode_audio_m4a(candidate, SAMPLE_RATE, m4a)
+            return decode_audio(m4a)[0]
 
         mix = encode_delivery_mix(dialogue, music, encode_and_decode)
-    loudness, true_peak = measure_loudness(mix)
-    with episode.store.writing_dir(episode.audio_dir) as staging:
         wavfile.write(staging / episode.mix_wav.name, SAMPLE_RATE, mix.astype(np.float32))
-        encode_audio_m4a(mix, SAMPLE_RATE, staging / episode.mix_m4a.name)
+    loudness, true_peak = measure_loudness(mix)
     return MaterializeResult(
         metadata={
             "duration_s": round(len(mix) / SAMPLE_RATE, 3),

@@ -96,14 +96,13 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
     )
 
 
-def _voice_of(dialogue: dict, samples: np.ndarray, speaker: str) -> np.ndarray:
-    """The shot's dialogue track with every other speaker's lines silenced."""
-    own = np.zeros_like(samples)
-    for line in dialogue["lines"]:
-        if line["speaker"] == speaker:
-            start = round(line["start_s"] * SAMPLES_PER_FRAME * FPS)
-            own[start:start + line["samples"]] = samples[start:start + line["samples"]]
-    return own
+def _voice_track(placed: list[tuple[float, Speech]], n_samples: int) -> np.ndarray:
+    """One speaker's lines (``_placed_speech``) alone on the shot's timeline."""
+    track = np.zeros(n_samples, np.float32)
+    for start_s, speech in placed:
+        start = round(start_s * speech.sample_rate)
+        track[start:start + len(speech.samples)] = speech.samples
+    return track
 
 
 @partitioned_check(composited_shot, shot_partitions, blocking=True)
@@ -125,9 +124,10 @@ def composited_shot_lip_sync(context: AssetCheckExecutionContext, store: Artifac
         for character_id, mouth in track.items():
             openings[character_id].append(
                 mouth_opening_from_pixels(gray, tuple(mouth["xy"][index]), mouth["width"][index]))
+    placed = _placed_speech(dialogue, samples)
     measures = [measure_lip_sync(character_id, np.array(values),
-                                 speech_envelope(_voice_of(dialogue, samples, character_id), SAMPLES_PER_FRAME * FPS,
-                                                 len(values), FPS))
+                                 speech_envelope(_voice_track(placed.get(character_id, []), len(samples)),
+                                                 SAMPLES_PER_FRAME * FPS, len(values), FPS))
                 for character_id, values in sorted(openings.items())]
     problems = [m.problem for m in measures if m.problem]
     return AssetCheckResult(passed=not problems, metadata={

@@ -7,10 +7,10 @@ import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
                      MetadataValue, asset)
 
-from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
 from ..artifacts import read_gray, read_rgb
 from ..media.characters import score_characters
 from ..media.stills import contact_sheet
+from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
 from .common import image_metadata, partitioned_check, per_episode, png_bytes, shot_context

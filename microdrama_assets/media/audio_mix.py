@@ -354,7 +354,8 @@ def delivery_loudness_problems(audio: np.ndarray, sample_rate: int) -> tuple[flo
 def encode_delivery_mix(dialogue: np.ndarray, music: np.ndarray, encode: Callable[[np.ndarray], np.ndarray],
                         attempts: int = 3) -> np.ndarray:
     """The episode mix whose *encoded* form meets the true-peak ceiling: ``encode`` encodes a mix and returns
-    it decoded; while the encoded peak is over the ceiling the limiter's ceiling drops by the overshoot."""
+    it decoded; while the encoded peak is over the ceiling the limiter's ceiling drops by the overshoot. The
+    mix returned is always the last one passed to ``encode``."""
     ceiling = MIX_CEILING_DBTP
     for _ in range(attempts):
         mix = mix_episode(dialogue, music, target_lufs=TARGET_LUFS, true_peak_dbtp=ceiling)

@@ -652,8 +652,8 @@ def segment_webvtt(vtt_text: str, duration_s: float, segment_s: float) -> list[t
     """Cut a WebVTT document (as ``build_webvtt`` writes it) into HLS subtitle segments of ``segment_s``: each
     one a WebVTT document with the HLS timestamp map and every cue that overlaps its window (a cue that spans
     a boundary is repeated; players drop the duplicate). Returns (text, duration) per segment."""
-    blocks = [block for block in vtt_text.strip().split("\n\n")]
-    if not blocks or not blocks[0].startswith("WEBVTT"):
+    blocks = vtt_text.strip().split("\n\n")
+    if not blocks[0].startswith("WEBVTT"):
         raise ValueError("not a WebVTT document (no WEBVTT header)")
     cues = []
     for block in blocks[1:]:

@@ -275,9 +275,11 @@ def with_presets(manifest: EpisodeManifest, caption_style: str | None = None,
                  lighting: str | None = None) -> EpisodeManifest:
     """The manifest with a named caption style and, when given, one lighting mood for every shot (grade, palette
     and music follow the mood), re-validated: unknown names fail naming the choices."""
-    update: dict = {}
+    if caption_style is None and lighting is None:
+        return manifest
+    data = manifest.model_dump(mode="json")
     if caption_style is not None:
-        update["caption_style"] = caption_style
+        data["caption_style"] = caption_style
     if lighting is not None:
-        update["shots"] = [dict(shot, mood=lighting) for shot in manifest.model_dump(mode="json")["shots"]]
-    return EpisodeManifest.model_validate({**manifest.model_dump(mode="json"), **update}) if update else manifest
+        data["shots"] = [dict(shot, mood=lighting) for shot in data["shots"]]
+    return EpisodeManifest.model_validate(data)
