@@ -23,6 +23,14 @@ def read_gray(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L"))
 
 
+CHARACTER_DESCRIPTOR = "descriptor.npy"
+
+
+def shared_bundle_dir(store: ArtifactStore, character_id: str, version: str) -> Path:
+    """A character bundle kept by content version, shared by every episode whose character looks the same."""
+    return store.path("bundles", check_id(character_id, "character id"), check_id(version, "bundle version"))
+
+
 @dataclass(frozen=True)
 class ShotArtifacts:
     directory: Path
@@ -108,6 +116,15 @@ class EpisodeArtifacts:
     def manifest(self) -> EpisodeManifest:
         path = self.store.require(self.manifest_path, "episode_manifest")
         return parse_manifest(path.read_bytes())
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Files the user supplied with the request (e.g. a music bed), copied in so the episode is self-contained."""
+        return self.directory / "inputs"
+
+    def input_file(self, name: str) -> Path:
+        """A file named in the request (``request["music"]``): a plain file name inside ``inputs_dir``."""
+        return self.store.path("episodes", self.episode_id, "inputs", name)
 
     def character_dir(self, character_id: str) -> Path:
         return self.directory / "characters" / check_id(character_id, "character id")

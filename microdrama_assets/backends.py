@@ -18,7 +18,8 @@ from .media.storyboard import KeyframePlan
 class PlannerBackend(Protocol):
     name: str
 
-    def plan(self, logline: str, episode_id: str, shots: int, seed: int, duration_s: float) -> EpisodeManifest: ...
+    def plan(self, logline: str, episode_id: str, shots: int, seed: int, duration_s: float,
+             cast: Sequence[Character] = ()) -> EpisodeManifest: ...
 
 
 class KeyframeBackend(Protocol):
@@ -48,8 +49,10 @@ class LipSyncBackend(Protocol):
 class EmbeddedPlanner:
     name = "embedded"
 
-    def plan(self, logline: str, episode_id: str, shots: int, seed: int, duration_s: float) -> EpisodeManifest:
-        return planner.plan_episode(logline, episode_id, shots=shots, seed=seed, target_duration_s=duration_s)
+    def plan(self, logline: str, episode_id: str, shots: int, seed: int, duration_s: float,
+             cast: Sequence[Character] = ()) -> EpisodeManifest:
+        return planner.plan_episode(logline, episode_id, shots=shots, seed=seed, target_duration_s=duration_s,
+                                    cast=cast)
 
 
 class ProceduralKeyframes:

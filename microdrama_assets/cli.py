@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from .episodes import BadRequest, check_options, check_presets, clean_logline, episode_id_for
+from .episodes import BadRequest, Presets, check_options, clean_logline, episode_id_for, parse_cast
 from .media.hls import video_codecs
 from .media.manifest import InvalidId, ManifestError, check_id
 from .publishing import open_object_store
-from .storage import ArtifactStore, StorageError
+from .storage import ArtifactStore, StorageError, default_data_root
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     episode.add_argument("--lighting", help="one lighting mood for every shot (grade, palette and music): tense, "
                                             "mysterious, warm, romantic, eerie, hopeful, somber, playful "
                                             "(default: the planner's mood per shot)")
+    episode.add_argument("--cast", help="character cards to cast, comma-separated, protagonist first (built-in: "
+                                        "mara, theo, ines, victor, priya, kofi; your own: cards/<id>.json under "
+                                        "the data root)")
+    episode.add_argument("--series", help="series the episode belongs to: its first episode's characters come "
+                                          "back in every later one (same looks, voices and bundles)")
+    episode.add_argument("--music", type=Path, help="an audio file of your own for the music bed (any format "
+                                                    "FFmpeg reads), looped or trimmed to the episode, ducked")
     rerender = commands.add_parser("rerender", help="re-render shots of an episode and re-assemble it")
     stills = commands.add_parser("stills", help="write a keyframe contact sheet and frame grabs of a made episode")
     stills.add_argument("episode_id")
@@ -47,12 +54,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    store = ArtifactStore(default_data_root())
     try:
         if args.command == "episode":
             logline = clean_logline(args.logline)
             episode_id = check_id(args.episode_id, "episode id") if args.episode_id else episode_id_for(logline)
             check_options(args.shots, args.seed, args.duration)
-            check_presets(args.caption_style, args.lighting)
+            presets = Presets(args.caption_style, args.lighting, parse_cast(args.cast or ""), args.series,
+                              args.music)
+            presets.check(store)
         else:
             episode_id = check_id(args.episode_id, "episode id")
             for shot_id in getattr(args, "shots", []):
@@ -68,22 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"microdrama: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "stills":
-        return _stills(episode_id, args.out)
+        return _stills(store, episode_id, args.out)
 
     # Dagster is imported only once the input is known to be good: bad input fails fast.
     from dagster import DagsterError
-    from .resources import default_data_root
     from .runner import EpisodeRunner, PipelineFailed, instance_for
 
-    runner = EpisodeRunner(default_data_root(), instance_for(Path.cwd()), workers=args.workers, video_codecs=codecs,
+    runner = EpisodeRunner(store.root, instance_for(Path.cwd()), workers=args.workers, video_codecs=codecs,
                            publish_to=args.publish_to,
                            progress=lambda message: print(f"microdrama: {message}", flush=True))
-    store = runner.store
     try:
         if args.command == "episode":
             print(f"microdrama: episode {episode_id} -> {store.episode_dir(episode_id)}", flush=True)
-            playlist = runner.make_episode(episode_id, logline, args.shots, args.seed, args.duration,
-                                           args.caption_style, args.lighting)
+            playlist = runner.make_episode(episode_id, logline, args.shots, args.seed, args.duration, presets)
         else:
             playlist = runner.render_and_assemble(episode_id, args.shots)
     except (BadRequest, ManifestError, StorageError, KeyError, PipelineFailed, DagsterError) as exc:
@@ -93,16 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stills(episode_id: str, out: Path | None) -> int:
+def _stills(store: ArtifactStore, episode_id: str, out: Path | None) -> int:
     """Contact sheet of every keyframe and one frame grab per shot (its middle frame) from the master."""
     from PIL import Image
 
     from .artifacts import EpisodeArtifacts
     from .media.stills import contact_sheet, grab_frames
-    from .resources import default_data_root
 
     try:
-        episode = EpisodeArtifacts(ArtifactStore(default_data_root()), episode_id)
+        episode = EpisodeArtifacts(store, episode_id)
         manifest = episode.manifest()
         master = episode.store.require(episode.master_mp4, "episode_master")
         keyframes = [image for shot in manifest.shots for image in episode.shot(shot.id).keyframe_images()]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
 
 from .artifacts import EpisodeArtifacts
+from .casting import CastingError, check_cast
 from .media.manifest import CaptionLook, Mood, check_id
 from .storage import ArtifactStore
 
@@ -14,6 +18,7 @@ MAX_LOGLINE_CHARS = 500
 MAX_SHOTS = 40
 SECONDS_PER_SHOT = 5.0
 MAX_DURATION_S = 600.0
+MAX_MUSIC_BYTES = 200 * 2**20
 
 
 class BadRequest(ValueError):
@@ -51,24 +56,80 @@ def check_options(shots: int, seed: int, duration_s: float | None) -> float:
     return duration_s
 
 
-def check_presets(caption_style: str | None, lighting: str | None) -> None:
-    """Named presets: a caption style and a lighting mood for the whole episode."""
-    if caption_style is not None and caption_style not in {c.value for c in CaptionLook}:
-        raise BadRequest(f"unknown caption style {caption_style!r}; choose one of {', '.join(c.value for c in CaptionLook)}")
-    if lighting is not None and lighting not in {m.value for m in Mood}:
-        raise BadRequest(f"unknown lighting mood {lighting!r}; choose one of {', '.join(m.value for m in Mood)}")
+@dataclass(frozen=True)
+class Presets:
+    """Named choices for an episode: caption style, one lighting mood, character cards, a series to belong to,
+    and a music file of the user's own."""
+
+    caption_style: str | None = None
+    lighting: str | None = None
+    cast: tuple[str, ...] = ()
+    series: str | None = None
+    music: Path | None = None
+
+    def check(self, store: ArtifactStore) -> None:
+        """BadRequest naming the first choice that cannot be honoured."""
+        if self.caption_style is not None and self.caption_style not in {c.value for c in CaptionLook}:
+            raise BadRequest(f"unknown caption style {self.caption_style!r}; choose one of "
+                             f"{', '.join(c.value for c in CaptionLook)}")
+        if self.lighting is not None and self.lighting not in {m.value for m in Mood}:
+            raise BadRequest(f"unknown lighting mood {self.lighting!r}; choose one of "
+                             f"{', '.join(m.value for m in Mood)}")
+        try:
+            if self.series is not None:
+                check_id(self.series, "series id")
+            check_cast(store, list(self.cast))
+        except (CastingError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
+        if self.music is not None:
+            check_music_file(self.music)
+
+
+def parse_cast(text: str) -> tuple[str, ...]:
+    """``"mara, theo"`` -> ("mara", "theo")."""
+    return tuple(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def check_music_file(path: Path) -> None:
+    """The file must be readable audio (probed with the same FFmpeg the mix decodes it with)."""
+    import av
+
+    if not path.is_file():
+        raise BadRequest(f"music file {path} does not exist or is not a file")
+    if path.stat().st_size > MAX_MUSIC_BYTES:
+        raise BadRequest(f"music file {path} is larger than {MAX_MUSIC_BYTES // 2**20} MiB")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise BadRequest(f"music file {path} has no audio stream")
+            next(container.decode(audio=0))
+    except (av.FFmpegError, StopIteration, UnicodeDecodeError) as exc:
+        raise BadRequest(f"music file {path} is not audio FFmpeg can decode ({exc or 'no audio frames'})") from None
+
+
+def _music_input_name(path: Path) -> str:
+    # The stored copy keeps the extension (a hint for FFmpeg's probe) only when it is a plain one.
+    suffix = path.suffix.lower()
+    return "music" + (suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else "")
 
 
 def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: int, seed: int, source: str,
-                  duration_s: float | None = None, caption_style: str | None = None,
-                  lighting: str | None = None) -> dict:
+                  duration_s: float | None = None, presets: Presets = Presets()) -> dict:
     try:
         check_id(episode_id, "episode id")
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     duration_s = check_options(shots, seed, duration_s)
-    check_presets(caption_style, lighting)
+    presets.check(store)
+    episode = EpisodeArtifacts(store, episode_id)
+    music = None
+    if presets.music is not None:
+        # Copied in, so the episode re-renders the same even if the user's file moves or changes.
+        music = _music_input_name(presets.music)
+        with store.writing(episode.input_file(music)) as tmp:
+            shutil.copyfile(presets.music, tmp)
     request = {"logline": clean_logline(logline), "shots": shots, "seed": seed, "duration_s": duration_s,
-               "caption_style": caption_style, "lighting": lighting, "source": source}
-    store.write_json(EpisodeArtifacts(store, episode_id).request, request)
+               "caption_style": presets.caption_style, "lighting": presets.lighting, "cast": list(presets.cast),
+               "series": presets.series, "music": music, "source": source}
+    store.write_json(episode.request, request)
     return request

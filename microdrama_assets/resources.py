@@ -14,14 +14,7 @@ from .backends import STAGE_BACKENDS, Backends
 from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
 from .publishing import ObjectStore, open_object_store
-from .storage import ArtifactStore
-
-DEFAULT_DATA_ROOT = "microdrama_data"
-
-
-def default_data_root() -> str:
-    return os.environ.get("MICRODRAMA_DATA", str(Path(DEFAULT_DATA_ROOT).resolve()))
-
+from .storage import ArtifactStore, default_data_root
 
 class ArtifactStoreResource(ConfigurableResource):
     """Local-filesystem artifact store rooted at ``root`` (``MICRODRAMA_DATA`` or ./microdrama_data)."""

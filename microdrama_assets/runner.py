@@ -18,7 +18,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 from .artifacts import EpisodeArtifacts
 from .assets import published_episode
 from .definitions import make_definitions
-from .episodes import write_request
+from .episodes import Presets, write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .media.hls import MASTER_PLAYLIST
 from .partitions import episode_partitions, shot_partition_key, shot_slot_partitions
@@ -92,9 +92,9 @@ class EpisodeRunner:
         return result
 
     def make_episode(self, episode_id: str, logline: str, shots: int, seed: int, duration_s: float | None = None,
-                     caption_style: str | None = None, lighting: str | None = None) -> Path:
+                     presets: Presets = Presets()) -> Path:
         write_request(self.store, episode_id, logline, shots, seed, source="cli", duration_s=duration_s,
-                      caption_style=caption_style, lighting=lighting)
+                      presets=presets)
         self._ensure_partitions(episode_partitions.name, [episode_id])
         self._run(plan_episode_job.name, episode_id, f"plan {episode_id}")
         manifest = EpisodeArtifacts(self.store, episode_id).manifest()

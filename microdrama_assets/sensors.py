@@ -10,7 +10,7 @@ from dagster import (AssetKey, AssetRecordsFilter, ConfigurableResource, Dagster
 from pydantic import Field
 
 from .artifacts import EpisodeArtifacts
-from .episodes import BadRequest, clean_logline, write_request
+from .episodes import BadRequest, Presets, clean_logline, parse_cast, write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .partitions import episode_partitions, shot_partition_key
 from .resources import ArtifactStoreResource
@@ -21,14 +21,15 @@ MAX_LOGLINE_FILE_BYTES = 4096
 
 class LoglineInbox(ConfigurableResource):
     """The folder the sensor watches: one ``<episode-id>.txt`` file per episode, its text the logline.
-    Optional ``shots: N``, ``seed: S``, ``duration: SECONDS``, ``caption_style: NAME`` and ``lighting: MOOD``
-    lines after the logline set those options."""
+    Optional lines after the logline set options: ``shots: N``, ``seed: S``, ``duration: SECONDS``,
+    ``caption_style: NAME``, ``lighting: MOOD``, ``cast: CARD, CARD``, ``series: NAME`` and ``music: FILE``
+    (an audio file in the same folder)."""
 
     path: str = Field(default="loglines")
     default_shots: int = 6
 
     def parse(self, file: Path) -> tuple[str, str, dict]:
-        """(episode_id, logline, options) or BadRequest naming what is wrong with the file."""
+        """(episode_id, logline, write_request keyword arguments) or BadRequest naming what is wrong."""
         episode_id = file.stem
         try:
             lines = [line.strip() for line in file.read_bytes().decode("utf-8").splitlines() if line.strip()]
@@ -36,21 +37,34 @@ class LoglineInbox(ConfigurableResource):
             raise BadRequest("file is not UTF-8 text") from None
         if not lines:
             raise BadRequest("logline is empty")
-        options: dict = {"shots": self.default_shots, "seed": 0, "duration_s": None, "caption_style": None,
-                         "lighting": None}
+        options: dict = {"shots": self.default_shots, "seed": 0, "duration_s": None}
+        presets: dict = {}
         numbers = {"shots": "shots", "seed": "seed", "duration": "duration_s"}
         for line in lines[1:]:
-            key, _, value = (part.strip().lower() for part in line.partition(":"))
-            if key in ("caption_style", "lighting"):
-                options[key] = value  # write_request validates it with the rest of the request
-                continue
-            whole_number = value.isdigit()
-            if key not in numbers or not (whole_number or (key == "duration" and value.replace(".", "", 1).isdigit())):
+            key, _, raw_value = (part.strip() for part in line.partition(":"))
+            key, value = key.lower(), raw_value.lower()
+            if key in ("caption_style", "lighting", "series"):
+                presets[key] = value  # write_request validates presets with the rest of the request
+            elif key == "cast":
+                presets["cast"] = parse_cast(value)
+            elif key == "music":
+                presets["music"] = self._beside(file, raw_value)
+            elif key in numbers and (value.isdigit() or (key == "duration" and value.replace(".", "", 1).isdigit())):
+                options[numbers[key]] = float(value) if key == "duration" else int(value)
+            else:
                 raise BadRequest(f"unexpected line {line[:60]!r}; after the logline only 'shots: N', 'seed: S', "
-                                 "'duration: SECONDS', 'caption_style: NAME' and 'lighting: MOOD' are allowed "
-                                 "(N and S whole numbers)")
-            options[numbers[key]] = float(value) if key == "duration" else int(value)
-        return episode_id, clean_logline(lines[0]), options
+                                 "'duration: SECONDS', 'caption_style: NAME', 'lighting: MOOD', 'cast: CARD, CARD', "
+                                 "'series: NAME' and 'music: FILE' are allowed (N and S whole numbers)")
+        return episode_id, clean_logline(lines[0]), dict(options, presets=Presets(**presets))
+
+    @staticmethod
+    def _beside(logline_file: Path, name: str) -> Path:
+        """A file named in a logline file: only one in the same folder (a name never reaches elsewhere)."""
+        folder = logline_file.parent.resolve()
+        candidate = (folder / name).resolve()
+        if candidate.parent != folder:
+            raise BadRequest(f"music file {name!r} must be a file name in the loglines folder {folder}")
+        return candidate
 
 
 def _fingerprint(file: Path) -> str:

@@ -33,6 +33,12 @@ def _umasked(mode: int) -> int:
     return mode & ~_UMASK
 
 
+DEFAULT_DATA_ROOT = "microdrama_data"
+
+
+def default_data_root() -> str:
+    return os.environ.get("MICRODRAMA_DATA", str(Path(DEFAULT_DATA_ROOT).resolve()))
+
 
 class StorageError(ValueError):
     """A key that would leave the storage root, or an artifact that is not there."""

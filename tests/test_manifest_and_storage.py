@@ -6,7 +6,7 @@ from dagster import DagsterInstance, materialize
 
 from microdrama_assets.artifacts import EpisodeArtifacts
 from microdrama_assets.assets import episode_manifest
-from microdrama_assets.episodes import BadRequest, check_presets, write_request
+from microdrama_assets.episodes import BadRequest, Presets, write_request
 from microdrama_assets.media.captions import STYLES
 from microdrama_assets.media.manifest import (CaptionLook, ManifestError, Mood, manifest_json_schema, parse_manifest,
                                               with_presets)
@@ -87,22 +87,22 @@ def test_artifacts_are_readable_by_others(tmp_path):
     assert store.episode_path("ep1", "hls").stat().st_mode & 0o055 == 0o055
 
 
-def test_presets_set_the_caption_style_and_one_lighting_mood_and_name_bad_choices(small_manifest):
+def test_presets_set_the_caption_style_and_one_lighting_mood_and_name_bad_choices(small_manifest, tmp_path):
     assert set(STYLES) == {look.value for look in CaptionLook}  # every named style can be drawn
     styled = with_presets(small_manifest, "minimal", "eerie")
     assert styled.caption_style == CaptionLook.minimal and {s.mood for s in styled.shots} == {Mood.eerie}
     assert [s.id for s in styled.shots] == [s.id for s in small_manifest.shots]
     assert with_presets(small_manifest) == small_manifest
     with pytest.raises(BadRequest, match="unknown caption style 'comic'; choose one of default, emphasis, minimal"):
-        check_presets("comic", None)
+        Presets(caption_style="comic").check(ArtifactStore(tmp_path))
     with pytest.raises(BadRequest, match="unknown lighting mood 'neon'"):
-        check_presets(None, "neon")
+        Presets(lighting="neon").check(ArtifactStore(tmp_path))
 
 
 def test_the_planner_asset_applies_the_requested_presets(tmp_path):
     store = ArtifactStore(tmp_path)
     write_request(store, "preset-ep", "A barista discovers a mysterious locket.", 2, 0, source="test",
-                  caption_style="emphasis", lighting="warm")
+                  presets=Presets(caption_style="emphasis", lighting="warm"))
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("episodes", ["preset-ep"])
     result = materialize([episode_manifest], partition_key="preset-ep", instance=instance,

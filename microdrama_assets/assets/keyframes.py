@@ -7,7 +7,7 @@ import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
                      MetadataValue, asset)
 
-from ..artifacts import read_gray, read_rgb
+from ..artifacts import CHARACTER_DESCRIPTOR, read_gray, read_rgb
 from ..media.characters import score_characters
 from ..media.stills import contact_sheet
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
@@ -89,7 +89,7 @@ def keyframes_keep_their_characters(context: AssetCheckExecutionContext,
     if located is None:
         return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
     episode, manifest, _, artifacts = located
-    descriptors = {c.id: np.load(episode.store.require(episode.character_dir(c.id) / "descriptor.npy",
+    descriptors = {c.id: np.load(episode.store.require(episode.character_dir(c.id) / CHARACTER_DESCRIPTOR,
                                                        "character_bundles"))
                    for c in manifest.characters}
     scores = []

@@ -4,9 +4,12 @@ import hashlib
 import json
 
 import numpy as np
-from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
 
-from ..media.characters import build_character_bundle
+from ..artifacts import CHARACTER_DESCRIPTOR, read_rgb, shared_bundle_dir
+from ..casting import CastingError, cast_for_episode, remember_series_cast
+from ..media.characters import build_character_bundle, bundle_version
+from ..media.files import link_or_copy
 from ..media.manifest import manifest_json_schema, with_presets
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions, shot_slot_partitions
@@ -22,8 +25,13 @@ def episode_manifest(
     episode = episode_artifacts(context, store)
     request = episode.store.read_json(episode.request, "an episode request (microdrama episode / the loglines sensor)")
     planner = backends.resolve().planner
+    series = request.get("series")
+    try:
+        cast = cast_for_episode(episode.store, request.get("cast") or [], series)
+    except CastingError as exc:
+        raise Failure(f"episode {episode.episode_id}: {exc}") from None
     manifest = with_presets(planner.plan(request["logline"], episode.episode_id, request["shots"], request["seed"],
-                                         request["duration_s"]),
+                                         request["duration_s"], cast=cast),
                             request.get("caption_style"), request.get("lighting"))
     episode.store.write_text(episode.manifest_schema, manifest_json_schema())
     episode.store.write_text(episode.manifest_path, manifest.model_dump_json(indent=2))
@@ -32,9 +40,13 @@ def episode_manifest(
     missing = [shot_id for shot_id in manifest.shot_ids if shot_id not in known]
     if missing:
         context.instance.add_dynamic_partitions(shot_slot_partitions.name, missing)
+    if series:
+        remember_series_cast(episode.store, series, manifest.characters)
     return MaterializeResult(
         metadata={
             "title": manifest.title,
+            "series": series or "-",
+            "cast_from": ", ".join(c.id for c in cast) or "invented by the planner",
             "logline": manifest.logline,
             "shots": len(manifest.shots),
             "duration_s": round(manifest.duration_s, 3),
@@ -56,24 +68,35 @@ def episode_manifest(
 
 @asset(partitions_def=episode_partitions, group_name="planning", deps=[episode_manifest])
 def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
-    """Per character: reference images, an appearance descriptor and a content-hash version."""
+    """Per character: reference images, an appearance descriptor and a content-hash version. Bundles are kept
+    by version under ``bundles/`` in the store: a character another episode (of a series, or cast from the same
+    card) already has is reused, not rebuilt."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
-    versions, previews = {}, []
+    versions, previews, reused = {}, [], []
     for character in manifest.characters:
-        bundle = build_character_bundle(character)
-        directory = episode.character_dir(character.id)
-        with episode.store.writing_dir(directory) as staging:
-            for view, image in bundle.reference_images.items():
-                (staging / f"{view}.png").write_bytes(png_bytes(image))
-            np.save(staging / "descriptor.npy", bundle.descriptor)
+        version = bundle_version(character)
+        shared = shared_bundle_dir(episode.store, character.id, version)
+        if (shared / CHARACTER_DESCRIPTOR).is_file():
+            reused.append(character.id)
+        else:
+            bundle = build_character_bundle(character)
+            with episode.store.writing_dir(shared) as staging:
+                for view, image in bundle.reference_images.items():
+                    (staging / f"{view}.png").write_bytes(png_bytes(image))
+                np.save(staging / CHARACTER_DESCRIPTOR, bundle.descriptor)
+        views = sorted(path.stem for path in shared.glob("*.png"))
+        with episode.store.writing_dir(episode.character_dir(character.id)) as staging:
+            for name in [f"{view}.png" for view in views] + [CHARACTER_DESCRIPTOR]:
+                link_or_copy(shared / name, staging / name)
+            # The card itself (name, voice) is per episode: the shared images only depend on the look.
             (staging / "bundle.json").write_text(
-                json.dumps({"character": character.model_dump(mode="json"), "version": bundle.version,
-                            "views": sorted(bundle.reference_images)}, indent=2),
+                json.dumps({"character": character.model_dump(mode="json"), "version": version, "views": views},
+                           indent=2, ensure_ascii=False),
                 encoding="utf-8",
             )
-        versions[character.id] = bundle.version
-        previews.append(next(iter(bundle.reference_images.values())))
+        versions[character.id] = version
+        previews.append(read_rgb(shared / f"{views[0]}.png"))
     # The data version is the bundles' content: re-planning with the same characters leaves every keyframe
     # current; changing how a character looks marks the episode's keyframes (and what follows) stale in Dagster.
     bundles_version = hashlib.sha256(json.dumps(versions, sort_keys=True).encode("utf-8")).hexdigest()[:16]
@@ -82,6 +105,7 @@ def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResour
         metadata={
             "versions": MetadataValue.json(versions),
             "characters": len(versions),
+            "reused": ", ".join(reused) or "none",
             "references": image_metadata(contact_sheet(previews, tile_width=160, columns=3)),
         }
     )

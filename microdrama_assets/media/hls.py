@@ -24,6 +24,7 @@ import m3u8
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
+from .files import link_or_copy
 from .video_io import FPS
 
 MEDIA_PLAYLIST = "index.m3u8"
@@ -506,6 +507,27 @@ def encode_audio_hls(stereo: np.ndarray, sample_rate: int, directory: Path, segm
         },
     ) as container:
         _encode_audio(container, stereo, sample_rate, bitrate_kbps)
+    _merge_trailing_sliver(directory, segment_s)
+
+
+def _merge_trailing_sliver(directory: Path, segment_s: float) -> None:
+    """Fold a last segment of a few milliseconds into the one before it (a CMAF segment may hold several
+    fragments). AAC's encoder delay adds a frame at the end of the stream, so audio that ends on or just past a
+    segment boundary leaves its final packets in a segment of their own, whose few hundred bytes over some
+    milliseconds read as a peak far above the rendition's: a 10-s episode's 48 kb/s audio peaked at 120 kb/s
+    and pushed the cellular variant over 192 kb/s."""
+    playlist = m3u8.load(str(directory / MEDIA_PLAYLIST))
+    if len(playlist.segments) < 2:
+        return
+    previous, last = playlist.segments[-2], playlist.segments[-1]
+    if last.duration >= segment_s / 4 or round(previous.duration + last.duration) > playlist.target_duration:
+        return
+    with open(directory / previous.uri, "ab") as merged:
+        merged.write((directory / last.uri).read_bytes())
+    previous.duration = round(previous.duration + last.duration, 6)
+    playlist.segments.remove(last)
+    (directory / MEDIA_PLAYLIST).write_text(playlist.dumps(), encoding="utf-8")
+    (directory / last.uri).unlink()
 
 
 def _encode_audio(container, stereo: np.ndarray, sample_rate: int, bitrate_kbps: int) -> None:
@@ -537,13 +559,6 @@ class VariantFigures:
     iframe_average_bps: int
     iframe_peak_bps: int
     audio_group: str
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def _media_playlist(segments: list[tuple[str, float]], init_uri: str | None,
@@ -584,7 +599,7 @@ def assemble_video_rendition(
             f"{variant.key}: shots were encoded with different settings (init segments differ); re-render them together"
         )
     first_dir = shots[0][1]
-    _link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
+    link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
     entries, figures, iframe_ranges, iframe_figures = [], [], [], []
     expected_start = 0
     ticks_per_frame = media_timescale(first_dir / INIT_SEGMENT) // FPS
@@ -597,7 +612,7 @@ def assemble_video_rendition(
                 shutil.copyfile(shot_dir / segment.uri, directory / name)
                 shift_fragment_times(directory / name, shift_frames * ticks_per_frame)
             else:
-                _link_or_copy(shot_dir / segment.uri, directory / name)
+                link_or_copy(shot_dir / segment.uri, directory / name)
             entries.append((name, segment.duration_s))
             figures.append((segment.bytes, segment.duration_s))
             # Every segment starts with its only IDR, so an I-frame entry lasts as long as its segment.

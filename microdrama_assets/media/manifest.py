@@ -17,6 +17,7 @@ SCHEMA_VERSION = 1
 FPS = 30
 WIDTH = 1080
 HEIGHT = 1920
+MAX_CHARACTERS = 3
 
 # IDs become partition keys and path components: Dagster UI backfills break on commas (dagster#32183), and
 # anything beyond [a-z0-9_-] could escape the storage root.
@@ -202,7 +203,7 @@ class EpisodeManifest(_Strict):
     width: int = Field(default=WIDTH, ge=WIDTH, le=WIDTH)
     height: int = Field(default=HEIGHT, ge=HEIGHT, le=HEIGHT)
     caption_style: CaptionLook = CaptionLook.default
-    characters: list[Character] = Field(min_length=1, max_length=3)
+    characters: list[Character] = Field(min_length=1, max_length=MAX_CHARACTERS)
     shots: list[Shot] = Field(min_length=1, max_length=40)
 
     @model_validator(mode="after")

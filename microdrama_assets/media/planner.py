@@ -15,9 +15,11 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Sequence
 
 from .manifest import (
     FPS,
+    MAX_CHARACTERS,
     Appearance,
     Beat,
     Build,
@@ -856,9 +858,12 @@ def _article(noun: str, language: str, gender: str, definite: bool = False) -> s
     return ("an " if vowel_sound else "a ") + noun
 
 
-def _build_characters(roles: list[_Role], language: str, rng: random.Random) -> list[Character]:
+def _build_characters(roles: list[_Role], language: str, rng: random.Random,
+                      cast: Sequence[Character] = ()) -> list[Character]:
     """Characters with distinct names, looks and voices: every palette and voice pool is drawn without
-    replacement, so no two share a skin, hair or outfit colour, hair style, height, espeak variant, pitch or rate."""
+    replacement, so no two share a skin, hair or outfit colour, hair style, height, espeak variant, pitch or rate.
+    Cast cards take the first roles as they are; the characters invented for the rest avoid the cards' names,
+    colours and voices, so the consistency check can still tell everyone apart."""
     count = len(roles)
     skins, hairs, outfits = rng.sample(_SKINS, count), rng.sample(_HAIRS, count), rng.sample(_OUTFITS, 2 * count)
     pools = {
@@ -868,9 +873,11 @@ def _build_characters(roles: list[_Role], language: str, rng: random.Random) -> 
         )
     }
     rates = rng.sample(_RATES, count)
-    taken_ids: set[str] = set()
-    characters = []
-    for index, role in enumerate(roles):
+    for card in cast:
+        _withdraw_card_traits(card, (skins, hairs, outfits), pools, rates)
+    taken_ids: set[str] = {c.id for c in cast} | {_slug(c.name) for c in cast}
+    characters = list(cast)
+    for index, role in enumerate(roles[len(cast):], start=len(cast)):
         gender = role.person.gender
         name = rng.choice([n for n in _NAMES[(language, gender)] if _slug(n) not in taken_ids])
         taken_ids.add(_slug(name))
@@ -901,6 +908,26 @@ def _build_characters(roles: list[_Role], language: str, rng: random.Random) -> 
             )
         )
     return characters
+
+
+def _withdraw_card_traits(card: Character, palettes: tuple[list[str], ...], pools: dict, rates: list[int]) -> None:
+    """Swap any drawn colour or voice setting a card already uses for an unused one from the same pool, so an
+    invented character never shares it (drawn lists keep their length and order otherwise)."""
+    look, voice = card.appearance, card.voice
+    card_colours = {look.skin, look.hair, look.outfit, look.accent}
+    for drawn, pool in zip(palettes, (_SKINS, _HAIRS, _OUTFITS)):
+        spare = [c for c in pool if c not in drawn and c not in card_colours]
+        for index, colour in enumerate(drawn):
+            if colour in card_colours and spare:
+                drawn[index] = spare.pop(0)
+    for key, value in (("variant", voice.variant), ("pitch", voice.pitch)):
+        for options in pools[key].values():
+            if value in options and len(options) > 1:
+                options.remove(value)
+    if voice.rate in rates:
+        spare_rates = [r for r in _RATES if r not in rates]
+        if spare_rates:
+            rates[rates.index(voice.rate)] = spare_rates[0]
 
 
 # --- arc and timing ----------------------------------------------------------------------------------------------
@@ -1052,9 +1079,13 @@ def _title(story: _Story, props: list[_Prop], subject: _Subject | None, lead: _P
 
 
 def plan_episode(
-    logline: str, episode_id: str, shots: int = 6, seed: int = 0, target_duration_s: float = 30.0
+    logline: str, episode_id: str, shots: int = 6, seed: int = 0, target_duration_s: float = 30.0,
+    cast: Sequence[Character] = (),
 ) -> EpisodeManifest:
     """Plan a complete episode from a logline, deterministically for the same (logline, episode_id, shots, seed).
+
+    ``cast`` (character cards, a series' regulars) fills the story's roles in order, protagonist first, before
+    any character is invented; cards beyond the roles the story needs join it as extra characters.
 
     Shot durations sum to ``target_duration_s`` in whole frames (kept within the manifest's 1-20 s per shot); any
     shot too short for its dialogue is then lengthened, so the episode may run longer than the target."""
@@ -1086,7 +1117,10 @@ def plan_episode(
         _Role(r.role, _Person(r.person.noun, r.person.gender or cast_rng.choice(["f", "m"])))
         for r in _cast_roles(subject, tokens, words, language, genre, threat, locations[0])
     ]
-    characters = _build_characters(roles, language, cast_rng)
+    if len(cast) > MAX_CHARACTERS or len({c.id for c in cast}) != len(cast):
+        raise ValueError(f"cast must be at most {MAX_CHARACTERS} distinct characters, got {[c.id for c in cast]}")
+    roles += [_Role(card.role, _Person(card.role, "")) for card in cast[len(roles):]]
+    characters = _build_characters(roles, language, cast_rng, cast)
     lead_count = len(subject.people) if subject else 1
     leads, others = characters[:lead_count], characters[lead_count:]
 

@@ -5,8 +5,11 @@ import av
 import m3u8
 import pytest
 
-from microdrama_assets.media.hls import (INIT_SEGMENT, MASTER_PLAYLIST, assemble_video_rendition, codecs_string,
-                                         fragment_decode_times, segment_plan, segment_webvtt, video_codecs)
+import numpy as np
+
+from microdrama_assets.media.hls import (INIT_SEGMENT, LADDER, MASTER_PLAYLIST, MEDIA_PLAYLIST,
+                                         assemble_video_rendition, codecs_string, fragment_decode_times,
+                                         package_audio, segment_plan, segment_webvtt, video_codecs)
 
 from .conftest import SMALL_VARIANTS
 
@@ -22,6 +25,27 @@ def test_segment_plan_never_leaves_slivers():
         assert sum(plan) == frames and max(plan) <= 60
         if frames >= 60:
             assert min(plan) >= 30
+
+
+@pytest.mark.parametrize("seconds", [10.0, 10.0 + 1 / 30, 9.5])
+def test_audio_ending_on_a_segment_boundary_leaves_no_sliver_segment(tmp_path, seconds):
+    """AAC's end padding once left a last audio segment of ~20 ms whose bytes read as a 120 kb/s peak on the
+    48 kb/s cellular audio, failing the 192 kb/s cellular variant on a 10-s episode."""
+    stereo = (np.random.default_rng(0).standard_normal((round(seconds * 48000), 2)) * 0.1).astype(np.float32)
+    figures = package_audio(stereo, 48000, tmp_path, 2.0, LADDER)
+    for group, nominal_kbps in (("audio-low", 48), ("audio", 128)):
+        playlist = m3u8.load(str(tmp_path / group / MEDIA_PLAYLIST))
+        durations = [segment.duration for segment in playlist.segments]
+        assert min(durations) > 0.5 and max(round(d) for d in durations) <= playlist.target_duration
+        assert abs(sum(durations) - seconds) < 0.05
+        assert figures[group][2] < nominal_kbps * 1000 * 1.15  # peak
+        with open(tmp_path / group / "whole.mp4", "wb") as whole:
+            whole.write((tmp_path / group / INIT_SEGMENT).read_bytes())
+            for segment in playlist.segments:
+                whole.write((tmp_path / group / segment.uri).read_bytes())
+        with av.open(str(tmp_path / group / "whole.mp4")) as container:
+            decoded = sum(frame.samples for frame in container.decode(audio=0))
+        assert abs(decoded / 48000 - seconds) < 0.05
 
 
 def test_timeline_is_continuous_across_shots(two_shot_package):
