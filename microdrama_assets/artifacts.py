@@ -50,6 +50,10 @@ class ShotArtifacts:
     def keyframe_path(self, index: int) -> Path:
         return self.keyframes_dir / f"keyframe_{index}.png"
 
+    def keyframe_background_path(self, index: int) -> Path:
+        """Keyframe ``index``'s set without the characters (the layer behind them, for parallax)."""
+        return self.keyframes_dir / f"background_{index}.png"
+
     def keyframe_mask_path(self, index: int, character_id: str) -> Path:
         """The character's visible region in keyframe ``index`` (0/255 PNG), for the consistency check."""
         return self.keyframes_dir / f"mask_{index}_{check_id(character_id, 'character id')}.png"
@@ -143,6 +147,11 @@ class EpisodeArtifacts:
     @property
     def mix_m4a(self) -> Path:
         return self.audio_dir / "mix.m4a"
+
+    @property
+    def sound_plan(self) -> Path:
+        """Beside the mix: where the music came from and every SFX cue placed (or skipped, and why)."""
+        return self.audio_dir / "sfx.json"
 
     @property
     def captions_vtt(self) -> Path:

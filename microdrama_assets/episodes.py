@@ -91,20 +91,15 @@ def parse_cast(text: str) -> tuple[str, ...]:
 
 
 def check_music_file(path: Path) -> None:
-    """The file must be readable audio (probed with the same FFmpeg the mix decodes it with)."""
-    import av
+    """The file must hold audio the mix can decode (its first second is decoded the same way the mix will)."""
+    from .media.audio_mix import SAMPLE_RATE, AudioFileError, decode_audio_file
 
-    if not path.is_file():
-        raise BadRequest(f"music file {path} does not exist or is not a file")
-    if path.stat().st_size > MAX_MUSIC_BYTES:
+    if path.is_file() and path.stat().st_size > MAX_MUSIC_BYTES:
         raise BadRequest(f"music file {path} is larger than {MAX_MUSIC_BYTES // 2**20} MiB")
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise BadRequest(f"music file {path} has no audio stream")
-            next(container.decode(audio=0))
-    except (av.FFmpegError, StopIteration, UnicodeDecodeError) as exc:
-        raise BadRequest(f"music file {path} is not audio FFmpeg can decode ({exc or 'no audio frames'})") from None
+        decode_audio_file(path, max_samples=SAMPLE_RATE)
+    except AudioFileError as exc:
+        raise BadRequest(f"music file {exc}") from None
 
 
 def _music_input_name(path: Path) -> str:

@@ -157,7 +157,7 @@ def test_a_music_file_is_probed_and_copied_into_the_episode(tmp_path):
 
     fake = tmp_path / "notes.mp3"
     fake.write_text("not audio at all")
-    with pytest.raises(BadRequest, match="notes.mp3 is not audio FFmpeg can decode"):
+    with pytest.raises(BadRequest, match="notes.mp3: cannot be decoded as audio"):
         write_request(store, "music-ep", "A logline.", 1, 0, source="test", presets=Presets(music=fake))
     assert stored.read_bytes() == song.read_bytes()  # the earlier request's file is untouched
 

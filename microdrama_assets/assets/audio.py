@@ -1,18 +1,23 @@
 """Voice stage (dialogue per shot) and the episode mix."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, Failure, MaterializeResult,
                      MetadataValue, asset)
 from scipy.io import wavfile
 
-from ..media.audio_mix import (SAMPLE_RATE, DialogueDoesNotFit, delivery_loudness_problems, encode_delivery_mix,
-                               measure_loudness, place_lines, render_music_bed)
+from ..artifacts import EpisodeArtifacts
+from ..media.audio_mix import (SAMPLE_RATE, AudioFileError, DialogueDoesNotFit, decode_audio_file,
+                               delivery_loudness_problems, encode_delivery_mix, measure_loudness, music_bed_from_file,
+                               place_lines, render_music_bed)
 from ..media.hls import decode_audio, encode_audio_m4a
-from ..media.manifest import FPS
+from ..media.manifest import FPS, EpisodeManifest
+from ..media.sfx import CUES, SfxLayer, cues_in, render_sfx_layer, sfx_library_files
 from ..partitions import episode_partitions, shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
+from ..storage import StorageError
 from .common import episode_artifacts, partitioned_check, per_episode, shot_context
 from .planning import episode_manifest
 
@@ -69,9 +74,45 @@ def shot_dialogue(artifacts) -> dict:
     return json.loads(artifacts.dialogue_json.read_text(encoding="utf-8"))
 
 
+def _episode_lines(episode: EpisodeArtifacts, manifest: EpisodeManifest) -> list[tuple[float, float]]:
+    """Every spoken line as (start_s, end_s) on the episode timeline."""
+    lines = []
+    for shot in manifest.shots:
+        offset_s = manifest.start_frame(shot.id) / FPS
+        for line in shot_dialogue(episode.shot(shot.id))["lines"]:
+            lines.append((offset_s + line["start_s"], offset_s + line["start_s"] + line["duration_s"]))
+    return lines
+
+
+def _music_bed(episode: EpisodeArtifacts, manifest: EpisodeManifest, n: int) -> tuple[np.ndarray, str | None]:
+    """The request's own music file (looped or trimmed to ``n`` samples) or the procedural bed, and the file's
+    name (None for the procedural bed)."""
+    request = episode.store.read_json(episode.request, "an episode request")
+    name = request.get("music")
+    if not name:
+        music = render_music_bed([(s.mood.value, s.frames / FPS) for s in manifest.shots], manifest.seed)
+        return np.pad(music, ((0, max(0, n - len(music))), (0, 0)))[:n], None
+    try:
+        path = episode.input_file(name)
+    except StorageError as exc:
+        raise Failure(f"request.json names the music file {name!r}, which is not a plain file name: {exc}") from None
+    return music_bed_from_file(path, n), name
+
+
+def _sound_plan(layer: SfxLayer, music_file: str | None, library_files: dict[str, Path]) -> dict:
+    return {
+        "music": {"source": "file", "file": music_file} if music_file else {"source": "procedural"},
+        "sfx_library": {cue: str(path) for cue, path in sorted(library_files.items())},
+        "cues": [placement.as_json() for placement in layer.placements],
+        "skipped": [{"cue": cue, "shot": shot, "reason": reason} for cue, shot, reason in layer.skipped],
+    }
+
+
 @asset(partitions_def=episode_partitions, group_name="voice", deps=[per_episode(dialogue_audio)])
 def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
-    """Dialogue of every shot on the episode timeline over a mood-following music bed, ducked and normalised."""
+    """Dialogue of every shot on the episode timeline over a music bed (mood-following, or the request's own
+    file) and an SFX layer (spot effects, ambience, transition accents; files in ``sounds/sfx/`` replace
+    procedural cues), both ducked under the lines, normalised and limited."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     parts = []
@@ -82,8 +123,22 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
             raise Failure(f"shot {shot.id}: dialogue audio is out of date with the manifest; re-render the shot")
         parts.append(samples)
     dialogue = np.concatenate(parts)
-    music = render_music_bed([(s.mood.value, s.frames / FPS) for s in manifest.shots], manifest.seed)
-    music = np.pad(music, ((0, max(0, len(dialogue) - len(music))), (0, 0)))[: len(dialogue)]
+    library_dir = episode.store.path("sounds", "sfx")
+    if library_dir.is_dir():
+        strays = sorted(p.name for p in library_dir.iterdir() if not p.name.startswith(".") and p.stem not in CUES)
+        if strays:
+            context.log.warning(f"{library_dir}: {', '.join(strays)} name no SFX cue and are not used")
+    # Every user file is decoded before the audio directory is touched: a bad one fails the step and the
+    # earlier mix stays in place.
+    try:
+        music, music_file = _music_bed(episode, manifest, len(dialogue))
+        wanted = cues_in(manifest)
+        library_files = {cue: path for cue, path in sfx_library_files(library_dir).items() if cue in wanted}
+        library = {cue: decode_audio_file(path, max_samples=len(dialogue)) for cue, path in library_files.items()}
+    except AudioFileError as exc:
+        raise Failure(f"episode {episode.episode_id}: {exc}") from None
+    layer = render_sfx_layer(manifest, _episode_lines(episode, manifest), library)
+    plan = _sound_plan(layer, music_file, library_files)
     with episode.store.writing_dir(episode.audio_dir) as staging:
         m4a = staging / episode.mix_m4a.name
 
@@ -92,8 +147,9 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
             encode_audio_m4a(candidate, SAMPLE_RATE, m4a)
             return decode_audio(m4a)[0]
 
-        mix = encode_delivery_mix(dialogue, music, encode_and_decode)
+        mix = encode_delivery_mix(dialogue, music, encode_and_decode, sfx=layer.audio)
         wavfile.write(staging / episode.mix_wav.name, SAMPLE_RATE, mix.astype(np.float32))
+        (staging / episode.sound_plan.name).write_text(json.dumps(plan, indent=2, ensure_ascii=False), encoding="utf-8")
     loudness, true_peak = measure_loudness(mix)
     return MaterializeResult(
         metadata={
@@ -102,6 +158,14 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
             "true_peak_dbtp": round(true_peak, 2),
             "sample_rate": SAMPLE_RATE,
             "channels": 2,
+            "music": f"file: {music_file}" if music_file else "procedural",
+            "sfx_cues": sum(p.kind != "ambience" for p in layer.placements),
+            "sfx": MetadataValue.md(
+                "| cue | shot | kind | start s | duration s | source |\n|---|---|---|---|---|---|\n"
+                + "\n".join(f"| {p.cue} | {p.shot} | {p.kind} | {p.start_s:.3f} | {p.duration_s:.3f} | {p.source} |"
+                            for p in layer.placements)),
+            "sfx_skipped": "; ".join(f"{cue} in {shot}: {why}" for cue, shot, why in layer.skipped) or "none",
+            "sound_plan": MetadataValue.path(str(episode.sound_plan)),
             "path": MetadataValue.path(str(episode.mix_wav)),
         }
     )

@@ -61,7 +61,7 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
     with episode.store.writing_dir(artifacts.keyframes_dir) as staging:
         for plan, frame in zip(plans, rendered):
             (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
-            (staging / f"background_{plan.index}.png").write_bytes(png_bytes(frame.background))
+            (staging / artifacts.keyframe_background_path(plan.index).name).write_bytes(png_bytes(frame.background))
             for character_id, mask in frame.masks.items():
                 (staging / artifacts.keyframe_mask_path(plan.index, character_id).name).write_bytes(png_bytes(mask))
         layout = {"keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths], "characters": sorted(f.masks)}

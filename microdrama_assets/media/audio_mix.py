@@ -1,15 +1,19 @@
-"""Dialogue placement within a shot, a procedural mood-following music bed, and the episode mix.
+"""Dialogue placement within a shot, a procedural mood-following music bed (or the user's own music file), and
+the episode mix.
 
-The mix follows streaming-platform practice: music ducked under speech, integrated loudness normalised to
--16 LUFS (ITU-R BS.1770 via pyloudnorm) and a true-peak ceiling of -1 dBTP, measured on a 4x oversampled signal.
+The mix follows streaming-platform practice: music and sound effects ducked under speech, integrated loudness
+normalised to -16 LUFS (ITU-R BS.1770 via pyloudnorm) and a true-peak ceiling of -1 dBTP, measured on a 4x
+oversampled signal.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import av
 import numpy as np
 import pyloudnorm
 from numpy.lib.stride_tricks import sliding_window_view
@@ -290,10 +294,87 @@ def render_music_bed(moods: list[tuple[str, float]], seed: int) -> np.ndarray:
     return bed
 
 
+# ---------------------------------------------------------------------------------------------- user files
+
+_LOOP_CROSSFADE_S = 1.0
+
+
+class AudioFileError(ValueError):
+    """A user-provided sound file that is missing, cannot be decoded, or holds no audio."""
+
+
+def decode_audio_file(path: Path, max_samples: int | None = None) -> np.ndarray:
+    """Any file FFmpeg reads (wav, mp3, m4a, flac, ogg...) as stereo float32 at ``SAMPLE_RATE``, resampled and
+    up/down-mixed by libswresample; decoding stops after ``max_samples`` (a long file is not read past what the
+    episode can use)."""
+    if not path.is_file():
+        raise AudioFileError(f"{path}: no such file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioFileError(f"{path}: has no audio stream")
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+            chunks, decoded = [], 0
+            for frame in container.decode(container.streams.audio[0]):
+                for resampled in resampler.resample(frame):
+                    chunks.append(resampled.to_ndarray())
+                    decoded += resampled.samples
+                if max_samples is not None and decoded >= max_samples:
+                    break
+            else:
+                chunks.extend(resampled.to_ndarray() for resampled in resampler.resample(None))
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:  # PyAV raises the latter on mis-encoded tags
+        raise AudioFileError(f"{path}: cannot be decoded as audio ({getattr(exc, 'strerror', None) or exc})") from None
+    audio = np.concatenate(chunks, axis=1).T[:max_samples] if chunks else np.zeros((0, 2), np.float32)
+    if len(audio) == 0:
+        raise AudioFileError(f"{path}: decodes to no samples")
+    if not np.isfinite(audio).all():
+        raise AudioFileError(f"{path}: decodes to non-finite samples")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def loop_to_length(audio: np.ndarray, n: int, crossfade_s: float = _LOOP_CROSSFADE_S,
+                   fade_out_s: float = 0.0) -> np.ndarray:
+    """``audio`` (stereo) repeated with equal-power crossfades at the seams, or trimmed, to exactly ``n``
+    samples; the last ``fade_out_s`` fade to silence so a trimmed file does not stop dead."""
+    if len(audio) == 0:
+        raise ValueError("cannot loop empty audio")
+    if len(audio) >= n:
+        out = audio[:n].astype(np.float32)
+    else:
+        # A short file crossfades over at most a quarter of itself, so most of each pass is heard as it is.
+        fade = min(round(crossfade_s * SAMPLE_RATE), len(audio) // 4)
+        seam_out = np.ones(len(audio), np.float32)
+        seam_out[len(audio) - fade :] = _equal_power_fade(fade, False)
+        seam_in = np.ones(len(audio), np.float32)
+        seam_in[:fade] = _equal_power_fade(fade, True)
+        out = np.zeros((n + len(audio), 2), np.float32)
+        for index, start in enumerate(range(0, n, len(audio) - fade)):
+            envelope = seam_out * seam_in if index else seam_out  # the first pass starts as the file does
+            out[start : start + len(audio)] += audio * envelope[:, None]
+        out = out[:n]
+    fade_out = min(round(fade_out_s * SAMPLE_RATE), n)
+    if fade_out:
+        out[n - fade_out :] *= _equal_power_fade(fade_out, False)[:, None]
+    return out
+
+
+def music_bed_from_file(path: Path, n: int) -> np.ndarray:
+    """The user's music file as the episode's bed: ``n`` stereo samples, looped or trimmed, fading out at the end
+    like the procedural bed."""
+    return loop_to_length(decode_audio_file(path, max_samples=n), n, fade_out_s=_FADE_OUT_S)
+
+
 # ---------------------------------------------------------------------------------------------- mix
 
 _DUCK_DB = -12.0
 _MUSIC_UNDER_DIALOGUE_LU = 6.0  # unducked music sits this far below the speech; ducking adds _DUCK_DB more
+# Sound effects are placed around the lines already (media/sfx.py), so they dip less than the music: ambience
+# and tails still read under speech, yet nothing competes with a word.
+_SFX_DUCK_DB = -8.0
+# The SFX layer is rendered with its cue levels relative to dialogue at this loudness; the mix moves it by the
+# difference to the episode's actual dialogue loudness, so every cue keeps its place relative to the lines.
+SFX_REFERENCE_LUFS = -20.0
 _DUCK_BLOCK_S = 0.01
 _DUCK_THRESHOLD_DB = -30.0  # relative to the loudest speech block: quieter blocks count as silence
 _DUCK_LOOKAHEAD_S = 0.08  # the dip starts just before the first syllable, not on it
@@ -352,13 +433,13 @@ def delivery_loudness_problems(audio: np.ndarray, sample_rate: int) -> tuple[flo
 
 
 def encode_delivery_mix(dialogue: np.ndarray, music: np.ndarray, encode: Callable[[np.ndarray], np.ndarray],
-                        attempts: int = 3) -> np.ndarray:
+                        attempts: int = 3, sfx: np.ndarray | None = None) -> np.ndarray:
     """The episode mix whose *encoded* form meets the true-peak ceiling: ``encode`` encodes a mix and returns
     it decoded; while the encoded peak is over the ceiling the limiter's ceiling drops by the overshoot. The
     mix returned is always the last one passed to ``encode``."""
     ceiling = MIX_CEILING_DBTP
     for _ in range(attempts):
-        mix = mix_episode(dialogue, music, target_lufs=TARGET_LUFS, true_peak_dbtp=ceiling)
+        mix = mix_episode(dialogue, music, target_lufs=TARGET_LUFS, true_peak_dbtp=ceiling, sfx=sfx)
         _, encoded_peak = measure_loudness(encode(mix))
         if encoded_peak <= MAX_TRUE_PEAK_DBTP - _ENCODED_PEAK_MARGIN_DB:
             break
@@ -366,8 +447,8 @@ def encode_delivery_mix(dialogue: np.ndarray, music: np.ndarray, encode: Callabl
     return mix
 
 
-def _duck_gain(dialogue: np.ndarray) -> np.ndarray:
-    """Per-sample music gain: 1 in the clear, ``_DUCK_DB`` under speech, with look-ahead, hold, attack, release."""
+def _duck_gain(dialogue: np.ndarray, depth_db: float) -> np.ndarray:
+    """Per-sample bed gain: 1 in the clear, ``depth_db`` under speech, with look-ahead, hold, attack, release."""
     block = round(_DUCK_BLOCK_S * SAMPLE_RATE)
     n_blocks = -(-len(dialogue) // block)
     padded = np.pad(dialogue.astype(np.float64), (0, n_blocks * block - len(dialogue)))
@@ -380,7 +461,7 @@ def _duck_gain(dialogue: np.ndarray) -> np.ndarray:
     hold = round(_DUCK_HOLD_S / _DUCK_BLOCK_S)
     # Ducked wherever speech occurs from `hold` blocks back to `lookahead` blocks ahead.
     speaking = sliding_window_view(np.pad(speaking, (hold, lookahead)), hold + lookahead + 1).max(axis=1)
-    target = 10 ** (_DUCK_DB * speaking / 20)
+    target = 10 ** (depth_db * speaking / 20)
     attack = math.exp(-_DUCK_BLOCK_S / _DUCK_ATTACK_S)
     release = math.exp(-_DUCK_BLOCK_S / _DUCK_RELEASE_S)
     gain = np.empty(n_blocks)
@@ -413,13 +494,16 @@ def _limit_true_peak(stereo: np.ndarray, ceiling_dbtp: float, peaks: np.ndarray)
 
 
 def mix_episode(dialogue: np.ndarray, music: np.ndarray, target_lufs: float = -16.0,
-                true_peak_dbtp: float = -1.0) -> np.ndarray:
-    """Stereo float32 episode mix: music ducked under the (mono, centred) dialogue, loudness-normalised to
-    ``target_lufs`` and true-peak limited to ``true_peak_dbtp``."""
+                true_peak_dbtp: float = -1.0, sfx: np.ndarray | None = None) -> np.ndarray:
+    """Stereo float32 episode mix: music and the optional SFX layer (rendered relative to
+    ``SFX_REFERENCE_LUFS``) ducked under the (mono, centred) dialogue, loudness-normalised to ``target_lufs``
+    and true-peak limited to ``true_peak_dbtp``."""
     if dialogue.ndim != 1:
         raise ValueError(f"dialogue must be mono shaped (n,), got {dialogue.shape}")
     if music.shape != (len(dialogue), 2):
         raise ValueError(f"music must be stereo shaped ({len(dialogue)}, 2) to match the dialogue, got {music.shape}")
+    if sfx is not None and sfx.shape != (len(dialogue), 2):
+        raise ValueError(f"sfx must be stereo shaped ({len(dialogue)}, 2) to match the dialogue, got {sfx.shape}")
     dialogue = dialogue.astype(np.float64)
     music = music.astype(np.float64)
     # Mono dialogue in both channels is a centre pan; the loudness normalisation below sets the final level.
@@ -428,7 +512,10 @@ def mix_episode(dialogue: np.ndarray, music: np.ndarray, target_lufs: float = -1
     music_lufs = _integrated_lufs(music)
     if math.isfinite(speech_lufs) and math.isfinite(music_lufs):
         music = music * 10 ** ((speech_lufs - _MUSIC_UNDER_DIALOGUE_LU - music_lufs) / 20)
-    mix = music * _duck_gain(dialogue)[:, None] + speech
+    mix = music * _duck_gain(dialogue, _DUCK_DB)[:, None] + speech
+    if sfx is not None:
+        sfx_gain = 10 ** ((speech_lufs - SFX_REFERENCE_LUFS) / 20) if math.isfinite(speech_lufs) else 1.0
+        mix += sfx.astype(np.float64) * (sfx_gain * _duck_gain(dialogue, _SFX_DUCK_DB))[:, None]
     loudness = _integrated_lufs(mix)
     if not math.isfinite(loudness):
         return mix.astype(np.float32)  # silence: nothing to normalise
