@@ -1,5 +1,5 @@
 from .audio import dialogue_audio, episode_audio, episode_mix_meets_loudness_targets
-from .compositing import composited_shot, composited_shot_lip_sync
+from .compositing import composited_shot, composited_shot_captions_legible, composited_shot_lip_sync
 from .delivery import (delivery_manifest, episode_captions, episode_master, hls_package, published_episode,
                        published_episode_plays)
 from .encoding import shot_renditions
@@ -11,5 +11,5 @@ PLANNING_ASSETS = [episode_manifest, character_bundles]
 SHOT_ASSETS = [storyboard, keyframes, dialogue_audio, shot_clip, composited_shot, shot_renditions]
 EPISODE_ASSETS = [episode_audio, episode_captions, episode_master, hls_package, delivery_manifest, published_episode]
 ALL_ASSETS = PLANNING_ASSETS + SHOT_ASSETS + EPISODE_ASSETS
-ASSET_CHECKS = [keyframes_keep_their_characters, composited_shot_lip_sync, episode_mix_meets_loudness_targets,
-                published_episode_plays]
+ASSET_CHECKS = [keyframes_keep_their_characters, composited_shot_lip_sync, composited_shot_captions_legible,
+                episode_mix_meets_loudness_targets, published_episode_plays]

@@ -6,7 +6,8 @@ import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
                      MetadataValue, asset)
 
-from ..media.captions import Cue, caption_opacity, composite_overlay, render_caption
+from ..media.captions import (LEGIBLE_CONTRAST, Cue, adapt_to_background, caption_opacity, composite_overlay,
+                              measure_caption_legibility, render_caption)
 from ..media.grade import grade_frame
 from ..media.lipsync import draw_mouth, measure_lip_sync, mouth_opening_from_pixels, speech_envelope
 from ..media.manifest import FPS, EpisodeManifest, Shot
@@ -48,7 +49,8 @@ def _placed_speech(dialogue: dict, samples: np.ndarray) -> dict[str, list[tuple[
        output_required=False)
 def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
                     encode: EncodeSettings):
-    """The finished shot: mouths follow the speech, the mood grade, captions inside the 9:16 title-safe area."""
+    """The finished shot: mouths follow the speech, the mood grade, captions inside the 9:16 title-safe area
+    (over a dark scrim in the frames where the picture behind them is too bright to read them against)."""
     located = shot_context(context, store)
     if located is None:
         return
@@ -77,7 +79,7 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
             time_s = index / FPS
             for cue, overlay in zip(cues, overlays):
                 if cue.start_s <= time_s < cue.end_s:
-                    composite_overlay(graded, overlay, caption_opacity(time_s, cue))
+                    composite_overlay(graded, adapt_to_background(overlay, graded), caption_opacity(time_s, cue))
             yield graded
 
     frames = exactly(finished_frames(), shot.frames, f"shot {shot.id} clip (re-render the shot)")
@@ -138,3 +140,50 @@ def composited_shot_lip_sync(context: AssetCheckExecutionContext, store: Artifac
             f"| {'-' if m.best_lag_frames is None else m.best_lag_frames} | {m.opening_range:.3f} |"
             for m in measures)),
     })
+
+
+@partitioned_check(composited_shot, shot_partitions, blocking=True)
+def composited_shot_captions_legible(context: AssetCheckExecutionContext,
+                                     store: ArtifactStoreResource) -> AssetCheckResult:
+    """Burned captions measured on the finished shot's pixels, on the frame in the middle of each cue: the WCAG
+    contrast between the glyph fill and the ring around its strokes, at the worst-lit 5 % of the glyph edges,
+    must reach LEGIBLE_CONTRAST (4.5:1), and the caption must keep inside the 9:16 title-safe area. A shot that
+    fails is not encoded."""
+    located = shot_context(context, store)
+    if located is None:
+        return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
+    _, manifest, shot, artifacts = located
+    cues = shot_cues(manifest, shot, shot_dialogue(artifacts))
+    style = manifest.caption_style.value
+    # The middle frame of each cue: clear of its fades, so the caption is at full opacity.
+    targets = [(int((cue.start_s + cue.end_s) / 2 * FPS), cue,
+                render_caption(cue.text, manifest.width, manifest.height, style)) for cue in cues]
+    wanted = {index for index, _, _ in targets}
+    frames = {}
+    for index, frame in enumerate(decode_frames(artifacts.composited)):
+        if index in wanted:
+            frames[index] = frame.to_ndarray(format="rgb24")
+            if len(frames) == len(wanted):
+                break
+    measures = [(index, cue, measure_caption_legibility(frames[index], overlay))
+                for index, cue, overlay in targets if index in frames]
+    problems = [m.problem for _, _, m in measures if m.problem]
+    problems += [f"{cue.text!r}: its middle frame {index} is past the video's end"
+                 for index, cue, _ in targets if index not in frames]
+    metadata = {
+        "problems": "; ".join(problems) or "none",
+        "caption_style": style,
+        "captions": len(cues),
+        "measures": MetadataValue.md(
+            f"WCAG contrast at the worst-lit 5 % of glyph edges (the bar is {LEGIBLE_CONTRAST:g}:1) and at a typical "
+            "edge; relative luminance of the text and of the ring around its strokes where brightest.\n\n"
+            "| frame | caption | contrast | median contrast | text luminance | surround luminance | title-safe |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(
+                f"| {index} | {' '.join(cue.text.split()).replace('|', '&#124;')} | {m.contrast:.2f}:1 "
+                f"| {m.median_contrast:.2f}:1 | {m.text_luminance:.3f} | {m.surround_luminance:.3f} "
+                f"| {'yes' if m.inside_title_safe else 'no'} |"
+                for index, cue, m in measures)),
+    }
+    if measures:
+        metadata["lowest_contrast"] = round(min(m.contrast for _, _, m in measures), 2)
+    return AssetCheckResult(passed=not problems, metadata=metadata)

@@ -3,11 +3,13 @@
 Captions are drawn as RGBA images with PIL (RAQM layout, so Arabic, Hebrew and other complex scripts shape and
 order correctly) and alpha-blended onto frames; no user text ever reaches an FFmpeg filter string, so a line of
 dialogue cannot inject filter syntax. Every box stays inside the title-safe area that vertical-video apps leave
-clear of their own UI.
+clear of their own UI, and its legibility is measured on the finished frame (``measure_caption_legibility``):
+where a style would fall short over a bright background, ``adapt_to_background`` darkens a halo behind the text.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -82,10 +84,28 @@ _MIN_SIZE_FRAC = 0.026  # below ~28 px on a 1080-wide frame captions stop being 
 
 
 @dataclass(frozen=True, eq=False)
+class CaptionGlyphs:
+    """Where a caption's text lies in its box, worked out once per caption: the glyph fill, the ring around the
+    strokes that a viewer reads the text against, and the halo a scrim darkens (see ``caption_glyphs``)."""
+
+    coverage: np.ndarray  # (h, w) uint8 coverage of the glyph fill
+    stem_px: float  # typical stroke width of the glyphs
+    core: np.ndarray  # (h, w) float32, 1 on glyph pixels clear of the anti-aliased edge
+    ring: np.ndarray  # (h, w) float32, 1 outside the strokes out to one stem width
+    halo: np.ndarray  # (h, w) float32 in [0, 1]: 1 over glyphs and ring, fading out over one more stem width
+    window: int  # side of the square each edge sample averages over
+    sample_rows: np.ndarray  # glyph edge pixels where legibility is sampled
+    sample_cols: np.ndarray
+    core_weight: np.ndarray  # core and ring pixels in each sample's window
+    ring_weight: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class CaptionOverlay:
     rgba: np.ndarray  # (h, w, 4) uint8, straight (not premultiplied) alpha, cropped to its box
     x: int  # top-left in the frame
     y: int
+    glyphs: CaptionGlyphs  # the text's own pixels in the box, for measuring and adapting legibility
     lines: tuple[str, ...] = ()  # the wrapped lines as drawn (the last may end in an ellipsis)
     # Blend inputs prepared once: composite_overlay runs on every frame of the cue.
     _rgb: np.ndarray = field(init=False, repr=False)
@@ -326,16 +346,15 @@ def render_caption(text: str, width: int = 1080, height: int = 1920, style: str 
     x = area.left + (area.right - area.left - box_w) // 2
     y = area.bottom - round(height * 0.01) - box_h  # a little air above the app's bottom rail
     return CaptionOverlay(
-        rgba=np.asarray(canvas, dtype=np.uint8).copy(), x=x, y=max(area.top, y), lines=tuple(layout.lines)
+        rgba=np.asarray(canvas, dtype=np.uint8).copy(), x=x, y=max(area.top, y),
+        glyphs=caption_glyphs(np.asarray(fill_mask)), lines=tuple(layout.lines)
     )
 
 
-def composite_overlay(frame: np.ndarray, overlay: CaptionOverlay, opacity: float = 1.0) -> None:
-    """Alpha-blend ``overlay`` onto ``frame`` in place, touching only the overlay's box."""
+def _caption_region(frame: np.ndarray, overlay: CaptionOverlay) -> np.ndarray:
+    """The part of ``frame`` under the overlay's box (a view)."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"frame must be (h, w, 3) uint8, got {frame.shape} {frame.dtype}")
-    if not 0.0 <= opacity <= 1.0:  # also rejects NaN
-        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
     if (
         overlay.x < 0
         or overlay.y < 0
@@ -346,14 +365,167 @@ def composite_overlay(frame: np.ndarray, overlay: CaptionOverlay, opacity: float
             f"caption box {overlay.width}x{overlay.height} at ({overlay.x}, {overlay.y}) "
             f"does not fit a {frame.shape[1]}x{frame.shape[0]} frame"
         )
+    return frame[overlay.y : overlay.y + overlay.height, overlay.x : overlay.x + overlay.width]
+
+
+def _blend(region: np.ndarray, overlay: CaptionOverlay) -> np.ndarray:
+    return cv2.blendLinear(overlay._rgb, region, overlay._alpha, overlay._inv_alpha)
+
+
+def composite_overlay(frame: np.ndarray, overlay: CaptionOverlay, opacity: float = 1.0) -> None:
+    """Alpha-blend ``overlay`` onto ``frame`` in place, touching only the overlay's box."""
+    region = _caption_region(frame, overlay)
+    if not 0.0 <= opacity <= 1.0:  # also rejects NaN
+        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
     if opacity == 0.0:
         return
-    region = frame[overlay.y : overlay.y + overlay.height, overlay.x : overlay.x + overlay.width]
-    blended = cv2.blendLinear(overlay._rgb, region, overlay._alpha, overlay._inv_alpha)
+    blended = _blend(region, overlay)
     if opacity < 1.0:
         # A uniform second blend is far cheaper than rebuilding per-pixel weights for every fade frame.
         blended = cv2.addWeighted(blended, opacity, region, 1.0 - opacity, 0.0)
     region[...] = blended
+
+
+# --- legibility --------------------------------------------------------------------------------------------------
+# WCAG 2.x AA asks 4.5:1 of body text and 3:1 of large text (24 CSS px, or 18.7 CSS px bold). A caption at its
+# starting size is about 23 CSS px and bold on a phone held upright, so formally "large"; but long lines shrink it
+# to about 10 CSS px, it is gone before it can be re-read, it sits on moving picture, and most viewers get it
+# through the 360p/720p rungs, which soften its edges. The body-text bar is the one that holds for every caption.
+LEGIBLE_CONTRAST = 4.5
+# A caption reads as well as its worst-lit edges: a bright patch behind one word of the line must count.
+_EDGE_PERCENTILE = 5
+# A scrim aims above the bar: the check measures the frame after the mezzanine's 4:2:0 encode and decode, which
+# costs captions up to ~2 % of their contrast (measured at CRF 16-30), so 10 % is ample headroom.
+_SCRIM_TARGET = LEGIBLE_CONTRAST * 1.10
+_SRGB_GAMMA = 2.2  # scaling a pixel's sRGB values by k scales its linear luminance by about k ** 2.2
+_SCRIM_STEP = 0.1  # strength added per try where the solved scrim still falls short
+_SRGB_CODES = np.arange(256, dtype=np.float64) / 255.0
+_LINEAR = np.where(_SRGB_CODES <= 0.04045, _SRGB_CODES / 12.92, ((_SRGB_CODES + 0.055) / 1.055) ** 2.4)
+_LINEAR_LUT = np.repeat(_LINEAR[None, :, None], 3, axis=2).astype(np.float32)  # per channel, for cv2.LUT
+_RELATIVE_LUMINANCE = np.array([[0.2126, 0.7152, 0.0722]], dtype=np.float32)  # WCAG 2.x (Rec. 709 primaries)
+
+
+def _window_sum(image: np.ndarray, window: int) -> np.ndarray:
+    return cv2.boxFilter(image, -1, (window, window), normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+
+def caption_glyphs(coverage: np.ndarray) -> CaptionGlyphs:
+    """The legibility geometry of a caption whose glyph fill covers ``coverage`` ((h, w) uint8, the overlay's box).
+
+    The ring the text is read against reaches one stem width out from the strokes. That follows WCAG's reading of
+    outlined text (Understanding SC 1.4.3): a narrow border counts as part of the letter, while a halo wide enough
+    to fill in the letters' inner details (counters, the gaps between letters) counts as their background. A
+    stem-wide outline or plate fills the ring; a thinner outline leaves part of it to the picture, so a hairline
+    outline over a bright dress measures as poorly as it reads.
+    """
+    glyph = (coverage >= 128).astype(np.uint8)
+    if not glyph.any():
+        raise ValueError("caption has no glyph pixels to measure")
+    inside = cv2.distanceTransform(glyph, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    outside = cv2.distanceTransform(1 - glyph, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    # A stroke is twice as wide as its medial axis (the inside distance's ridge) is deep.
+    ridge = (inside > 0) & (inside >= cv2.dilate(inside, np.ones((3, 3), np.uint8)))
+    stem = max(2.0, 2.0 * float(np.median(inside[ridge])))
+    # Core and ring skip the one-pixel anti-aliased edge, which belongs to neither side.
+    core = (inside > 1).astype(np.float32)
+    ring = ((outside > 1) & (outside <= stem)).astype(np.float32)
+    fade = np.clip(2.0 - outside / stem, 0.0, 1.0)
+    halo = (fade * fade * (3.0 - 2.0 * fade)).astype(np.float32)  # smoothstep: no visible edge to the scrim
+    # Samples average over about a letter (two stems either side of the edge): a viewer reads letter by letter.
+    window = 2 * math.ceil(2 * stem) + 1
+    core_weight, ring_weight = _window_sum(core, window), _window_sum(ring, window)
+    edge = (glyph > 0) & (cv2.erode(glyph, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))) == 0)
+    rows, cols = np.nonzero(edge & (core_weight > 0) & (ring_weight > 0))
+    if not rows.size:
+        raise ValueError("caption strokes are too thin to measure (2 px or less)")
+    return CaptionGlyphs(coverage=coverage, stem_px=stem, core=core, ring=ring, halo=halo, window=window,
+                         sample_rows=rows, sample_cols=cols, core_weight=core_weight[rows, cols],
+                         ring_weight=ring_weight[rows, cols])
+
+
+def _edge_luminances(region: np.ndarray, glyphs: CaptionGlyphs) -> tuple[np.ndarray, np.ndarray]:
+    """Per glyph-edge sample, the mean relative luminance of the glyph fill and of the ring around the strokes
+    within the sample's window (linear light: at viewing distance the ring's pixels mix as light does)."""
+    luminance = cv2.transform(cv2.LUT(region, _LINEAR_LUT), _RELATIVE_LUMINANCE)
+    rows, cols = glyphs.sample_rows, glyphs.sample_cols
+    text = _window_sum(luminance * glyphs.core, glyphs.window)[rows, cols] / glyphs.core_weight
+    surround = _window_sum(luminance * glyphs.ring, glyphs.window)[rows, cols] / glyphs.ring_weight
+    return text, surround
+
+
+def _contrast_ratios(text: np.ndarray, surround: np.ndarray) -> np.ndarray:
+    return (np.maximum(text, surround) + 0.05) / (np.minimum(text, surround) + 0.05)
+
+
+@dataclass(frozen=True)
+class CaptionLegibility:
+    contrast: float  # WCAG 2.x contrast ratio at the worst-lit 5 % of the glyph edges
+    median_contrast: float  # at a typical edge
+    text_luminance: float  # relative luminance of the glyph fill (median over the edges)
+    surround_luminance: float  # relative luminance of the ring around the strokes where it is brightest (95th pct)
+    inside_title_safe: bool
+    problem: str | None  # None when the caption is legible and inside the title-safe area
+
+
+def measure_caption_legibility(frame: np.ndarray, overlay: CaptionOverlay,
+                               threshold: float = LEGIBLE_CONTRAST) -> CaptionLegibility:
+    """How legible the caption ``overlay`` is in ``frame``, the finished frame it was composited onto (RGB uint8,
+    e.g. decoded from the shot's video), and whether it keeps inside the title-safe area."""
+    text, surround = _edge_luminances(_caption_region(frame, overlay), overlay.glyphs)
+    ratios = _contrast_ratios(text, surround)
+    contrast = float(np.percentile(ratios, _EDGE_PERCENTILE))
+    rows, cols = np.nonzero(overlay.rgba[..., 3])
+    top, bottom = overlay.y + int(rows.min()), overlay.y + int(rows.max()) + 1
+    left, right = overlay.x + int(cols.min()), overlay.x + int(cols.max()) + 1
+    area = safe_area(frame.shape[1], frame.shape[0])
+    inside = area.left <= left and right <= area.right and area.top <= top and bottom <= area.bottom
+    caption = " / ".join(overlay.lines) or "caption"
+    problems = []
+    if contrast < threshold:
+        problems.append(f"{caption!r}: contrast {contrast:.2f}:1 at its worst-lit edges, below {threshold:g}:1")
+    if not inside:
+        problems.append(f"{caption!r}: spans x {left}-{right}, y {top}-{bottom}, outside the title-safe area "
+                        f"x {area.left}-{area.right}, y {area.top}-{area.bottom}")
+    return CaptionLegibility(
+        contrast=contrast,
+        median_contrast=float(np.median(ratios)),
+        text_luminance=float(np.median(text)),
+        surround_luminance=float(np.percentile(surround, 95)),
+        inside_title_safe=inside,
+        problem="; ".join(problems) or None,
+    )
+
+
+def _with_scrim(overlay: CaptionOverlay, strength: float) -> CaptionOverlay:
+    """``overlay`` over a black scrim of opacity ``strength`` in its halo."""
+    scrim = strength * overlay.glyphs.halo
+    combined = overlay._alpha + scrim * overlay._inv_alpha
+    # Under the overlay the scrim is black, so the overlay's colour keeps its own share of the combined alpha.
+    share = np.divide(overlay._alpha, combined, out=np.zeros_like(combined), where=combined > 0)
+    rgba = np.dstack([overlay._rgb * share[..., None], combined * 255.0])
+    return dataclasses.replace(overlay, rgba=np.round(rgba).astype(np.uint8))
+
+
+def adapt_to_background(overlay: CaptionOverlay, frame: np.ndarray) -> CaptionOverlay:
+    """``overlay`` made legible over ``frame`` (the graded frame it is about to be composited onto): itself where
+    it already measures above the bar there, otherwise over a dark scrim in its halo just strong enough that it
+    does. The scrim follows the background frame by frame, so what it holds steady is the surround's luminance:
+    it deepens under a bright dress and vanishes over a dark street."""
+    region = _caption_region(frame, overlay)
+    text, surround = _edge_luminances(_blend(region, overlay), overlay.glyphs)
+    if np.percentile(_contrast_ratios(text, surround), _EDGE_PERCENTILE) >= _SCRIM_TARGET:
+        return overlay
+    # Where the plain caption falls short the ring is mostly picture, so the scrim scales the surround's luminance
+    # by about (1 - strength) ** gamma: solve that per edge sample, for the same percentile the measure takes.
+    allowed = np.maximum((text + 0.05) / _SCRIM_TARGET - 0.05, 0.0)
+    keep = np.clip(allowed / np.maximum(surround, 1e-6), 0.0, 1.0) ** (1.0 / _SRGB_GAMMA)
+    strength = 1.0 - float(np.percentile(keep, _EDGE_PERCENTILE))
+    while True:
+        scrimmed = _with_scrim(overlay, strength)
+        text, surround = _edge_luminances(_blend(region, scrimmed), overlay.glyphs)
+        if strength >= 1.0 or np.percentile(_contrast_ratios(text, surround), _EDGE_PERCENTILE) >= _SCRIM_TARGET:
+            return scrimmed
+        strength = min(1.0, strength + _SCRIM_STEP)
 
 
 # --- WebVTT ------------------------------------------------------------------------------------------------------
