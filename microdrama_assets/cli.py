@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
+from .artifacts import ShotArtifacts
 from .episodes import BadRequest, Presets, check_options, clean_logline, episode_id_for, parse_cast
 from .media.hls import video_codecs
-from .media.manifest import InvalidId, ManifestError, check_id
+from .media.manifest import FPS, InvalidId, ManifestError, check_id
 from .publishing import open_object_store
 from .storage import ArtifactStore, StorageError, default_data_root
 
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stills(store: ArtifactStore, episode_id: str, out: Path | None) -> int:
-    """Contact sheet of every keyframe and one frame grab per shot (its middle frame) from the master."""
+    """Contact sheet of every keyframe and one frame grab per shot from the master (mid-line, caption showing,
+    when the shot has dialogue)."""
     from PIL import Image
 
     from .artifacts import EpisodeArtifacts
@@ -112,8 +115,8 @@ def _stills(store: ArtifactStore, episode_id: str, out: Path | None) -> int:
         manifest = episode.manifest()
         master = episode.store.require(episode.master_mp4, "episode_master")
         keyframes = [image for shot in manifest.shots for image in episode.shot(shot.id).keyframe_images()]
-        middles = [manifest.start_frame(s.id) + s.frames // 2 for s in manifest.shots]
-        grabs = grab_frames(master, middles)
+        grabs = grab_frames(master, [manifest.start_frame(s.id) + _telling_frame(episode.shot(s.id), s.frames)
+                                     for s in manifest.shots])
     except (ManifestError, StorageError, ValueError, OSError) as exc:
         print(f"microdrama: error: {exc}", file=sys.stderr)
         return 1
@@ -129,6 +132,15 @@ def _stills(store: ArtifactStore, episode_id: str, out: Path | None) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _telling_frame(shot: ShotArtifacts, frames: int) -> int:
+    """The middle of the shot's first line (its caption on screen, its speaker mid-word), else the middle frame."""
+    if shot.dialogue_json.is_file():
+        lines = json.loads(shot.dialogue_json.read_text(encoding="utf-8"))["lines"]
+        if lines:
+            return min(frames - 1, round((lines[0]["start_s"] + lines[0]["duration_s"] / 2) * FPS))
+    return frames // 2
 
 
 if __name__ == "__main__":

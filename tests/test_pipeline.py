@@ -308,3 +308,21 @@ def test_character_bundles_are_versioned_by_content_for_staleness(produced):
     result = materialize([character_bundles], partition_key=EPISODE, instance=instance,
                          resources={"store": ArtifactStoreResource(root=str(store.root))})
     assert result.success and latest("character_bundles")["dagster/data_version"] == before
+
+
+def test_stills_writes_a_contact_sheet_and_a_mid_line_frame_grab_per_shot(produced, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from microdrama_assets import cli
+
+    _, store, _, _ = produced
+    monkeypatch.setenv("MICRODRAMA_DATA", str(store.root))
+    assert cli.main(["stills", EPISODE, "--out", str(tmp_path)]) == 0
+    manifest = EpisodeArtifacts(store, EPISODE).manifest()
+    with Image.open(tmp_path / "frame_grabs.jpg") as grabs, Image.open(tmp_path / "contact_sheet.jpg") as sheet:
+        assert grabs.width == 270 * len(manifest.shots) and grabs.height == 480
+        assert sheet.width == 180 * min(6, sum(s.keyframes for s in manifest.shots))
+    speaking = next(s for s in manifest.shots if s.dialogue)
+    line = json.loads(EpisodeArtifacts(store, EPISODE).shot(speaking.id).dialogue_json.read_text())["lines"][0]
+    frame = cli._telling_frame(EpisodeArtifacts(store, EPISODE).shot(speaking.id), speaking.frames)
+    assert line["start_s"] * 30 < frame < (line["start_s"] + line["duration_s"]) * 30

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
@@ -9,7 +10,6 @@ from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResu
 from ..artifacts import CHARACTER_DESCRIPTOR, read_rgb, shared_bundle_dir
 from ..casting import CastingError, cast_for_episode, remember_series_cast
 from ..media.characters import build_character_bundle, bundle_version
-from ..media.files import link_or_copy
 from ..media.manifest import manifest_json_schema, with_presets
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions, shot_slot_partitions
@@ -88,7 +88,7 @@ def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResour
         views = sorted(path.stem for path in shared.glob("*.png"))
         with episode.store.writing_dir(episode.character_dir(character.id)) as staging:
             for name in [f"{view}.png" for view in views] + [CHARACTER_DESCRIPTOR]:
-                link_or_copy(shared / name, staging / name)
+                shutil.copy2(shared / name, staging / name)
             # The card itself (name, voice) is per episode: the shared images only depend on the look.
             (staging / "bundle.json").write_text(
                 json.dumps({"character": character.model_dump(mode="json"), "version": version, "views": views},

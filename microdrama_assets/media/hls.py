@@ -24,7 +24,6 @@ import m3u8
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-from .files import link_or_copy
 from .video_io import FPS
 
 MEDIA_PLAYLIST = "index.m3u8"
@@ -561,6 +560,13 @@ class VariantFigures:
     audio_group: str
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def _media_playlist(segments: list[tuple[str, float]], init_uri: str | None,
                     byteranges: list[str] | None = None) -> str:
     """A VOD media playlist; with ``byteranges`` it is an I-frame playlist (one IDR per entry)."""
@@ -599,7 +605,7 @@ def assemble_video_rendition(
             f"{variant.key}: shots were encoded with different settings (init segments differ); re-render them together"
         )
     first_dir = shots[0][1]
-    link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
+    _link_or_copy(first_dir / INIT_SEGMENT, directory / INIT_SEGMENT)
     entries, figures, iframe_ranges, iframe_figures = [], [], [], []
     expected_start = 0
     ticks_per_frame = media_timescale(first_dir / INIT_SEGMENT) // FPS
@@ -612,7 +618,7 @@ def assemble_video_rendition(
                 shutil.copyfile(shot_dir / segment.uri, directory / name)
                 shift_fragment_times(directory / name, shift_frames * ticks_per_frame)
             else:
-                link_or_copy(shot_dir / segment.uri, directory / name)
+                _link_or_copy(shot_dir / segment.uri, directory / name)
             entries.append((name, segment.duration_s))
             figures.append((segment.bytes, segment.duration_s))
             # Every segment starts with its only IDR, so an I-frame entry lasts as long as its segment.
