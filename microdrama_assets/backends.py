@@ -37,7 +37,11 @@ class VoiceBackend(Protocol):
 class MotionBackend(Protocol):
     name: str
 
-    def frames(self, keyframes: Sequence[np.ndarray], camera: CameraMove, n_frames: int, seed: int) -> Iterator[np.ndarray]: ...
+    def frames(self, keyframes: Sequence[np.ndarray], camera: CameraMove, n_frames: int, seed: int,
+               layers: Sequence[motion.KeyframeLayers] | None = None) -> Iterator[np.ndarray]:
+        """The shot's frames; ``layers`` (one per keyframe: the set plate and the character masks), when given,
+        let the camera move the characters and the set apart (parallax)."""
+        ...
 
 
 class LipSyncBackend(Protocol):
@@ -72,8 +76,9 @@ class EspeakVoice:
 class OpticalFlowMotion:
     name = "embedded"
 
-    def frames(self, keyframes: Sequence[np.ndarray], camera: CameraMove, n_frames: int, seed: int) -> Iterator[np.ndarray]:
-        return motion.shot_frames(keyframes, camera, n_frames, seed)
+    def frames(self, keyframes: Sequence[np.ndarray], camera: CameraMove, n_frames: int, seed: int,
+               layers: Sequence[motion.KeyframeLayers] | None = None) -> Iterator[np.ndarray]:
+        return motion.shot_frames(keyframes, camera, n_frames, seed, layers)
 
 
 class VisemeLipSync:

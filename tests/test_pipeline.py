@@ -320,8 +320,10 @@ def test_stills_writes_a_contact_sheet_and_a_mid_line_frame_grab_per_shot(produc
     assert cli.main(["stills", EPISODE, "--out", str(tmp_path)]) == 0
     manifest = EpisodeArtifacts(store, EPISODE).manifest()
     with Image.open(tmp_path / "frame_grabs.jpg") as grabs, Image.open(tmp_path / "contact_sheet.jpg") as sheet:
-        assert grabs.width == 270 * len(manifest.shots) and grabs.height == 480
-        assert sheet.width == 180 * min(6, sum(s.keyframes for s in manifest.shots))
+        # Tiles 270 (grabs) and 180 (keyframes) wide with 6-px gaps: one grab per shot, every keyframe.
+        assert (grabs.width, grabs.height) == (276 * len(manifest.shots) + 6, 480 + 12)
+        keyframes = sum(s.keyframes for s in manifest.shots)
+        assert (sheet.width, sheet.height) == (186 * min(6, keyframes) + 6, 326 * -(-keyframes // 6) + 6)
     speaking = next(s for s in manifest.shots if s.dialogue)
     line = json.loads(EpisodeArtifacts(store, EPISODE).shot(speaking.id).dialogue_json.read_text())["lines"][0]
     frame = cli._telling_frame(EpisodeArtifacts(store, EPISODE).shot(speaking.id), speaking.frames)

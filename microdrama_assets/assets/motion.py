@@ -1,12 +1,14 @@
-"""Motion stage: keyframes become a 30 fps shot clip through optical-flow interpolation and the camera move."""
+"""Motion stage: keyframes become a 30 fps shot clip through optical-flow interpolation and the camera move,
+with the characters and the set moving apart (parallax)."""
 
 import json
 
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..artifacts import ShotArtifacts, read_gray, read_rgb
 from ..media.manifest import FPS
-from ..media.motion import camera_zoom, track_points
+from ..media.motion import KeyframeLayers, camera_zoom, track_points
 from ..media.video_io import write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
@@ -26,7 +28,8 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
     images = artifacts.keyframe_images()
     layout = artifacts.keyframe_layout()
     mover = backends.resolve().motion
-    frames = exactly(mover.frames(images, shot.camera, shot.frames, shot.seed), shot.frames, f"shot {shot.id} motion")
+    frames = exactly(mover.frames(images, shot.camera, shot.frames, shot.seed, _keyframe_layers(artifacts, layout)),
+                     shot.frames, f"shot {shot.id} motion")
     with episode.store.writing_dir(artifacts.clip_dir) as staging:
         written = write_mezzanine(staging / artifacts.clip.name, frames, manifest.width, manifest.height,
                                   encode.mezzanine())
@@ -44,8 +47,17 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
     )
 
 
+def _keyframe_layers(artifacts: ShotArtifacts, layout: dict) -> list[KeyframeLayers]:
+    """Each keyframe's set plate and character masks, as the keyframes asset saved them."""
+    return [KeyframeLayers(read_rgb(artifacts.keyframe_background_path(entry["index"])),
+                           {character_id: read_gray(artifacts.keyframe_mask_path(entry["index"], character_id))
+                            for character_id in entry["characters"]})
+            for entry in layout["keyframes"]]
+
+
 def _mouth_tracks(shot, layout: dict, width: int, height: int) -> dict:
-    """Per character: mouth centre and width on every output frame, following the same motion as the pixels."""
+    """Per character: mouth centre and width on every output frame, following the character layer's motion
+    (its keyframe timing and the full camera move; the set behind moves less)."""
     per_character: dict[str, list[dict]] = {}
     for keyframe in layout["keyframes"]:
         for mouth in keyframe["mouths"]:
