@@ -35,11 +35,11 @@ def voiced(tmp_path_factory):
     return store, episode, instance, resources
 
 
-def make_audio(voiced, request: dict):
+def make_audio(voiced, request: dict, with_check: bool = True):
     store, episode, instance, resources = voiced
     store.write_json(episode.request, {"logline": "A barista finds a locket.", **request})
-    return materialize([episode_audio, episode_mix_meets_loudness_targets], partition_key=EPISODE,
-                       instance=instance, resources=resources, raise_on_error=False)
+    return materialize([episode_audio, episode_mix_meets_loudness_targets] if with_check else [episode_audio],
+                       partition_key=EPISODE, instance=instance, resources=resources, raise_on_error=False)
 
 
 def failure_message(result) -> str:
@@ -74,7 +74,8 @@ def test_user_music_and_library_sfx_are_used_and_the_mix_meets_its_targets(voice
 @pytest.mark.parametrize("bad", ["corrupt library file", "missing music file"])
 def test_a_file_that_cannot_be_used_fails_the_step_and_keeps_the_earlier_mix(voiced, bad):
     store, episode, _, _ = voiced
-    assert make_audio(voiced, {"music": None}).success
+    # What a bad file does to the step (the loudness check has its own test above).
+    assert make_audio(voiced, {"music": None}, with_check=False).success
     before = {path.name: path.read_bytes() for path in episode.audio_dir.iterdir()}
     assert json.loads(before["sfx.json"])["music"] == {"source": "procedural"}
     library = store.path("sounds", "sfx")
@@ -86,7 +87,7 @@ def test_a_file_that_cannot_be_used_fails_the_step_and_keeps_the_earlier_mix(voi
     else:
         request, named = {"music": "gone.mp3"}, f"{episode.input_file('gone.mp3')}: no such file"
     try:
-        result = make_audio(voiced, request)
+        result = make_audio(voiced, request, with_check=False)
     finally:
         corrupt.unlink(missing_ok=True)
     assert not result.success
