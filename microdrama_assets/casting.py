@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .media.manifest import MAX_CHARACTERS, Character, check_id
+from .media.manifest import MAX_CHARACTERS, Character, check_id, validation_problems
 from .storage import ArtifactStore
 
 BUILTIN_CARDS_DIR = Path(__file__).with_name("cards")
@@ -57,8 +57,7 @@ def _parse_card(file: Path, card_id: str) -> Character:
     try:
         card = Character.model_validate_json(file.read_bytes())
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in exc.errors())
-        raise CastingError(f"character card {file} is invalid: {problems}") from None
+        raise CastingError(f"character card {file} is invalid: {validation_problems(exc, 'card')}") from None
     if card.id != card_id:
         raise CastingError(f"character card {file} has id {card.id!r}; a card's id must match its file name")
     return card

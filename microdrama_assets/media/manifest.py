@@ -255,17 +255,18 @@ class ManifestError(ValueError):
     """A manifest that does not validate; the message names each offending field."""
 
 
+def validation_problems(exc: ValidationError, whole: str) -> str:
+    """Each pydantic error as ``field.path: message`` (``whole`` names an error about the object itself)."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}" for err in exc.errors())
+
+
 def parse_manifest(data: str | bytes | dict) -> EpisodeManifest:
     try:
         if isinstance(data, dict):
             return EpisodeManifest.model_validate(data)
         return EpisodeManifest.model_validate_json(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "manifest"
-            problems.append(f"{where}: {err['msg']}")
-        raise ManifestError("invalid manifest: " + "; ".join(problems)) from None
+        raise ManifestError("invalid manifest: " + validation_problems(exc, "manifest")) from None
 
 
 def manifest_json_schema() -> str:
