@@ -133,6 +133,10 @@ class EpisodeArtifacts:
     def character_dir(self, character_id: str) -> Path:
         return self.directory / "characters" / check_id(character_id, "character id")
 
+    def model_calls_path(self, asset_name: str, partition: str) -> Path:
+        """The model calls one asset made for one episode or shot (``audit/<asset>/<episode or shot>.json``)."""
+        return self.directory / "audit" / check_id(asset_name, "asset name") / f"{check_id(partition, 'partition')}.json"
+
     def shot(self, shot_id: str) -> ShotArtifacts:
         return ShotArtifacts(self.store.shot_path(self.episode_id, shot_id))
 

@@ -10,7 +10,8 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from .backends import STAGE_BACKENDS, Backends
+from .backends import (STAGE_BACKENDS, KeyframeBackend, LipSyncBackend, ModelSettings, MotionBackend,
+                       PlannerBackend, VoiceBackend)
 from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
 from .publishing import ObjectStore, open_object_store
@@ -77,20 +78,64 @@ class EncodeSettings(ConfigurableResource):
         return MezzanineSettings(self.mezzanine_x264_preset, self.mezzanine_crf)
 
 
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(f"MICRODRAMA_{name}", default)
+
+
+def _from_env(name: str, default: str = "", about: str | None = None):
+    """A setting whose default is read from MICRODRAMA_<name> when the resource is made."""
+    return Field(default_factory=lambda: _env(name, default), description=about)
+
+
 class BackendSettings(ConfigurableResource):
-    """Which backend implements each stage (``embedded`` needs no model weights)."""
+    """Which backend implements each stage (``embedded`` needs no model weights) and, for the model-backed ones,
+    the local model each loads. Unset fields come from MICRODRAMA_<STAGE>_BACKEND and MICRODRAMA_<FIELD> (e.g.
+    MICRODRAMA_KEYFRAMES_BACKEND=diffusers, MICRODRAMA_KEYFRAMES_MODEL=/models/sdxl)."""
 
-    planner: str = "embedded"
-    keyframes: str = "embedded"
-    voice: str = "embedded"
-    motion: str = "embedded"
-    lipsync: str = "embedded"
+    planner: str = _from_env("PLANNER_BACKEND", "embedded")
+    keyframes: str = _from_env("KEYFRAMES_BACKEND", "embedded")
+    voice: str = _from_env("VOICE_BACKEND", "embedded")
+    motion: str = _from_env("MOTION_BACKEND", "embedded")
+    lipsync: str = _from_env("LIPSYNC_BACKEND", "embedded")
+    planner_model: str = _from_env("PLANNER_MODEL", about="a transformers causal LM directory (config, weights, "
+                                                           "tokenizer)")
+    keyframes_model: str = _from_env("KEYFRAMES_MODEL", about="a diffusers SDXL or SD 1.5 pipeline directory")
+    keyframes_controlnet: str = _from_env("KEYFRAMES_CONTROLNET", about="a diffusers OpenPose ControlNet directory")
+    keyframes_adapter: str = _from_env("KEYFRAMES_ADAPTER", about="optional IP-Adapter weights file (its CLIP image "
+                                                                   "encoder in image_encoder/ beside it)")
+    keyframes_size: str = _from_env("KEYFRAMES_SIZE", about="generation WxH (multiples of 8); empty: 768x1344 SDXL, "
+                                                             "512x896 SD 1.5")
+    keyframes_steps: int = Field(default_factory=lambda: int(_env("KEYFRAMES_STEPS", "0")), ge=0,
+                                 description="denoising steps; 0: 30")
+    voice_model: str = _from_env("VOICE_MODEL", about="a Coqui TTS model directory (config.json and checkpoint)")
+    motion_model: str = _from_env("MOTION_MODEL", about="a Practical-RIFE train_log directory holding flownet.pkl")
+    lipsync_model: str = _from_env("LIPSYNC_MODEL", about="a Wav2Lip checkpoint (wav2lip_gan.pth or wav2lip.pth, "
+                                                           "optional config.json) or the directory holding it")
+    device: str = _from_env("DEVICE", "auto", about="auto (CUDA when present, else CPU), cpu, or cuda[:N]")
 
-    def resolve(self) -> Backends:
-        chosen = {}
-        for stage, registry in STAGE_BACKENDS.items():
-            name = getattr(self, stage)
-            if name not in registry:
-                raise ValueError(f"unknown {stage} backend {name!r}; available: {sorted(registry)}")
-            chosen[stage] = registry[name]()
-        return Backends(**chosen)
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)})
+
+    def _build(self, stage: str):
+        """The backend chosen for one stage (a model-backed one imports the ML extra only now)."""
+        registry = STAGE_BACKENDS[stage]
+        name = getattr(self, stage)
+        if name not in registry:
+            raise ValueError(f"unknown {stage} backend {name!r}; available: {sorted(registry)}")
+        return registry[name](self.model_settings())
+
+    def planner_backend(self) -> PlannerBackend:
+        return self._build("planner")
+
+    def keyframes_backend(self) -> KeyframeBackend:
+        return self._build("keyframes")
+
+    def voice_backend(self) -> VoiceBackend:
+        return self._build("voice")
+
+    def motion_backend(self) -> MotionBackend:
+        return self._build("motion")
+
+    def lipsync_backend(self) -> LipSyncBackend:
+        return self._build("lipsync")
+

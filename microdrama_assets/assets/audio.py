@@ -18,7 +18,7 @@ from ..media.sfx import CUES, SfxLayer, cues_in, render_sfx_layer, sfx_library_f
 from ..partitions import episode_partitions, shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
 from ..storage import StorageError
-from .common import episode_artifacts, partitioned_check, per_episode, shot_context
+from .common import GPU_POOL, episode_artifacts, model_calls_metadata, partitioned_check, per_episode, shot_context
 from .planning import episode_manifest
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -31,14 +31,15 @@ def read_wav(path) -> np.ndarray:
     return samples.astype(np.float32)
 
 
-@asset(partitions_def=shot_partitions, group_name="voice", deps=[per_episode(episode_manifest)], output_required=False)
+@asset(partitions_def=shot_partitions, group_name="voice", deps=[per_episode(episode_manifest)], output_required=False,
+       pool=GPU_POOL)
 def dialogue_audio(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings):
     """Each line spoken in its character's voice and placed on the shot timeline (mono 48 kHz, shot length)."""
     located = shot_context(context, store)
     if located is None:
         return
     episode, manifest, shot, artifacts = located
-    voice = backends.resolve().voice
+    voice = backends.voice_backend()
     speeches = [voice.synthesize(line.text, manifest.character(line.speaker)) for line in shot.dialogue]
     try:
         starts = place_lines(shot.frames, [s.duration_s for s in speeches])
@@ -65,6 +66,7 @@ def dialogue_audio(context: AssetExecutionContext, store: ArtifactStoreResource,
             "shot_s": round(shot.frames / FPS, 3),
             "peak": float(np.abs(track).max()) if len(track) else 0.0,
             "voice_backend": voice.name,
+            **model_calls_metadata(episode, "dialogue_audio", shot.id, voice.take_calls()),
             "path": MetadataValue.path(str(artifacts.dialogue_wav)),
         }
     )

@@ -11,8 +11,13 @@ from dagster import (AssetDep, AssetExecutionContext, BetaWarning, Failure, Meta
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts, ShotArtifacts
+from ..audit import ModelCall, calls_json
 from ..media.manifest import EpisodeManifest, Shot
 from ..resources import ArtifactStoreResource
+
+# Steps whose backend may run a model on the GPU: `dagster instance concurrency set gpu 1` (or the instance's
+# pool limits) keeps them from loading several models into one GPU's memory at once.
+GPU_POOL = "gpu"
 
 # The built-in mapping is marked beta, but custom PartitionMapping classes are ignored by backfills, so this is
 # the supported way to map an episode onto its shot cells; the warning says nothing a user can act on.
@@ -81,3 +86,20 @@ def image_metadata(image: np.ndarray) -> MetadataValue:
     Image.fromarray(image).save(buffer, format="JPEG", quality=80)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return MetadataValue.md(f"![contact sheet](data:image/jpeg;base64,{encoded})")
+
+
+def model_calls_metadata(episode: EpisodeArtifacts, asset_name: str, partition: str,
+                         calls: list[ModelCall]) -> dict:
+    """Records the model calls behind an artifact (``audit/<asset>/<partition>.json``) and returns the asset
+    metadata that shows them: model, weights hash, seed, prompt and parameters of each. Embedded backends make no
+    model calls and get nothing."""
+    if not calls:
+        return {}
+    path = episode.model_calls_path(asset_name, partition)
+    episode.store.write_text(path, calls_json(calls))
+    models = sorted({(call.backend, call.model, call.weights_sha256[:12]) for call in calls})
+    return {
+        "models": ", ".join(f"{backend}: {model} (sha256 {digest})" for backend, model, digest in models),
+        "model_calls": MetadataValue.json([call.as_dict() for call in calls]),
+        "model_calls_path": MetadataValue.path(str(path)),
+    }

@@ -9,14 +9,14 @@ from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutio
 from ..media.captions import (LEGIBLE_CONTRAST, Cue, adapt_to_background, caption_opacity, composite_overlay,
                               measure_caption_legibility, render_caption)
 from ..media.grade import grade_frame
-from ..media.lipsync import draw_mouth, measure_lip_sync, mouth_opening_from_pixels, speech_envelope
+from ..media.lipsync import MouthPath, measure_lip_sync, mouth_opening_from_pixels, speech_envelope
 from ..media.manifest import FPS, EpisodeManifest, Shot
 from ..media.speech import Phoneme, Speech
 from ..media.video_io import decode_frames, read_rgb_frames, write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
 from .audio import SAMPLES_PER_FRAME, dialogue_audio, read_wav, shot_dialogue
-from .common import exactly, partitioned_check, shot_context
+from .common import GPU_POOL, exactly, model_calls_metadata, partitioned_check, shot_context
 from .motion import shot_clip
 
 CAPTION_HOLD_S = 0.4  # captions linger a moment after the line so they can be finished reading
@@ -45,7 +45,7 @@ def _placed_speech(dialogue: dict, samples: np.ndarray) -> dict[str, list[tuple[
     return placed
 
 
-@asset(partitions_def=shot_partitions, group_name="compositing", deps=[shot_clip, dialogue_audio],
+@asset(partitions_def=shot_partitions, group_name="compositing", deps=[shot_clip, dialogue_audio], pool=GPU_POOL,
        output_required=False)
 def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
                     encode: EncodeSettings):
@@ -58,23 +58,19 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
     track = json.loads(episode.store.require(artifacts.clip_track, "shot_clip").read_text(encoding="utf-8"))["mouths"]
     episode.store.require(artifacts.dialogue_json, "dialogue_audio")
     dialogue = shot_dialogue(artifacts)
-    samples = read_wav(artifacts.dialogue_wav)
-    lipsync = backends.resolve().lipsync
-    mouths = {speaker: lipsync.track(placed, shot.frames) for speaker, placed in _placed_speech(dialogue, samples).items()}
-    untracked = sorted(set(mouths) - set(track))
+    voices = _placed_speech(dialogue, read_wav(artifacts.dialogue_wav))
+    mouths = {character_id: MouthPath.from_track(entry) for character_id, entry in track.items()}
+    untracked = sorted(set(voices) - set(mouths))
     if untracked:
         # Expected when the speaker is off screen or seen from behind (close-ups, over-the-shoulder shots).
         context.log.info(f"shot {shot.id}: {untracked} speak off camera; no mouth to animate")
+    lipsync = backends.lipsync_backend()
     cues = shot_cues(manifest, shot, dialogue)
     overlays = [render_caption(cue.text, manifest.width, manifest.height, manifest.caption_style.value) for cue in cues]
 
     def finished_frames():
-        for index, frame in enumerate(read_rgb_frames(artifacts.clip)):
-            for speaker, mouth in mouths.items():
-                if speaker in track:
-                    x, y = track[speaker]["xy"][index]
-                    draw_mouth(frame, (x, y), track[speaker]["width"][index], float(mouth.openness[index]),
-                               int(mouth.visemes[index]), tuple(track[speaker]["lip_rgb"]))
+        synced = lipsync.animate(read_rgb_frames(artifacts.clip), mouths, voices, shot.frames)
+        for index, frame in enumerate(synced):
             graded = grade_frame(frame, shot.mood)
             time_s = index / FPS
             for cue, overlay in zip(cues, overlays):
@@ -88,10 +84,11 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
     yield MaterializeResult(
         metadata={
             "frames": written,
-            "lip_synced": ", ".join(sorted(set(mouths) & set(track))) or "nobody speaks",
+            "lip_synced": ", ".join(sorted(set(voices) & set(mouths))) or "nobody speaks",
             "captions": len(cues),
             "grade": shot.mood.value,
             "lipsync_backend": lipsync.name,
+            **model_calls_metadata(episode, "composited_shot", shot.id, lipsync.take_calls()),
             "bytes": artifacts.composited.stat().st_size,
             "path": MetadataValue.path(str(artifacts.composited)),
         }

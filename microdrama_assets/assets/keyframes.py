@@ -13,10 +13,11 @@ from ..media.stills import contact_sheet
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import image_metadata, partitioned_check, per_episode, png_bytes, shot_context
+from .common import GPU_POOL, image_metadata, model_calls_metadata, partitioned_check, per_episode, png_bytes, shot_context
 from .planning import character_bundles, episode_manifest
 
 POSES_FILE = "poses.json"
+REFERENCE_VIEW = "front.png"  # the bundle view model backends condition on (a head-and-shoulders portrait)
 
 
 def load_plans(storyboard_dir) -> list[KeyframePlan]:
@@ -48,6 +49,7 @@ def storyboard(context: AssetExecutionContext, store: ArtifactStoreResource):
 
 
 @asset(partitions_def=shot_partitions, group_name="keyframes", deps=[storyboard, per_episode(character_bundles)],
+       pool=GPU_POOL,
        output_required=False)
 def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings):
     """1-3 full-resolution 1080x1920 keyframes per shot, following the storyboard poses."""
@@ -56,15 +58,17 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
         return
     episode, manifest, shot, artifacts = located
     plans = load_plans(episode.store.require(artifacts.storyboard_dir, "storyboard"))
-    renderer = backends.resolve().keyframes
-    rendered = [renderer.render(manifest, shot, plan) for plan in plans]
+    renderer = backends.keyframes_backend()
+    references = {cid: read_rgb(episode.store.require(episode.character_dir(cid) / REFERENCE_VIEW, "character_bundles"))
+                  for cid in shot.characters}
+    rendered = [renderer.render(manifest, shot, plan, references) for plan in plans]
     with episode.store.writing_dir(artifacts.keyframes_dir) as staging:
         for plan, frame in zip(plans, rendered):
             (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
             (staging / artifacts.keyframe_background_path(plan.index).name).write_bytes(png_bytes(frame.background))
             for character_id, mask in frame.masks.items():
                 (staging / artifacts.keyframe_mask_path(plan.index, character_id).name).write_bytes(png_bytes(mask))
-        layout = {"keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths], "characters": sorted(f.masks)}
+        layout = {"renderer": renderer.name, "keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths], "characters": sorted(f.masks)}
                                 for p, f in zip(plans, rendered)]}
         (staging / artifacts.keyframe_layout_path.name).write_text(json.dumps(layout, indent=2), encoding="utf-8")
     yield MaterializeResult(
@@ -73,6 +77,7 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
             "size": f"{manifest.width}x{manifest.height}",
             "renderer": renderer.name,
             "seed": shot.seed,
+            **model_calls_metadata(episode, "keyframes", shot.id, renderer.take_calls()),
             "path": MetadataValue.path(str(artifacts.keyframes_dir)),
             "contact_sheet": image_metadata(contact_sheet([f.image for f in rendered], tile_width=200)),
         }
@@ -84,7 +89,9 @@ def keyframes_keep_their_characters(context: AssetCheckExecutionContext,
                                     store: ArtifactStoreResource) -> AssetCheckResult:
     """Every character region of every keyframe scored against the episode's character bundles: a shot
     whose character drifted from its bundle (or looks like someone else) fails, and blocks the shot's
-    motion and everything after it."""
+    motion and everything after it. The weights-free descriptor and its thresholds are calibrated on the embedded
+    renderer, whose figures are drawn like the bundles' references; on model-rendered keyframes the scores are
+    reported as advisory and do not block."""
     located = shot_context(context, store)
     if located is None:
         return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
@@ -93,13 +100,18 @@ def keyframes_keep_their_characters(context: AssetCheckExecutionContext,
                                                        "character_bundles"))
                    for c in manifest.characters}
     scores = []
-    for entry in artifacts.keyframe_layout()["keyframes"]:
+    layout = artifacts.keyframe_layout()
+    for entry in layout["keyframes"]:
         image = read_rgb(artifacts.keyframe_path(entry["index"]))
         masks = {cid: read_gray(artifacts.keyframe_mask_path(entry["index"], cid)) for cid in entry["characters"]}
         scores.extend(score_characters(entry["index"], image, masks, descriptors))
     problems = [score.problem for score in scores if score.problem]
-    return AssetCheckResult(passed=not problems, metadata={
-        "problems": "; ".join(problems) or "none",
+    renderer = layout.get("renderer", "embedded")
+    advisory = renderer != "embedded"
+    return AssetCheckResult(passed=advisory or not problems, metadata={
+        "problems": "none" if advisory else "; ".join(problems) or "none",
+        "renderer": renderer,
+        **({"advisory": "; ".join(problems) or "none"} if advisory else {}),
         "lowest_similarity": round(min((s.own for s in scores), default=1.0), 3),
         "scores": MetadataValue.md("| keyframe | character | area | own | closest other |\n|---|---|---|---|---|\n" +
                                    "\n".join(f"| {s.keyframe} | {s.character_id} | {s.area:.1%} | {s.own:.2f} | "

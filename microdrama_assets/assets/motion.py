@@ -12,11 +12,11 @@ from ..media.motion import KeyframeLayers, camera_zoom, track_points
 from ..media.video_io import write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
-from .common import exactly, shot_context
+from .common import GPU_POOL, exactly, model_calls_metadata, shot_context
 from .keyframes import keyframes
 
 
-@asset(partitions_def=shot_partitions, group_name="motion", deps=[keyframes], output_required=False)
+@asset(partitions_def=shot_partitions, group_name="motion", deps=[keyframes], output_required=False, pool=GPU_POOL)
 def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
               encode: EncodeSettings):
     """The shot at 30 fps (exactly the manifest's frame count), plus where each mouth is on every frame."""
@@ -27,7 +27,7 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
     episode.store.require(artifacts.keyframes_dir, "keyframes")
     images = artifacts.keyframe_images()
     layout = artifacts.keyframe_layout()
-    mover = backends.resolve().motion
+    mover = backends.motion_backend()
     frames = exactly(mover.frames(images, shot.camera, shot.frames, shot.seed, _keyframe_layers(artifacts, layout)),
                      shot.frames, f"shot {shot.id} motion")
     with episode.store.writing_dir(artifacts.clip_dir) as staging:
@@ -41,6 +41,7 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
             "duration_s": round(written / FPS, 3),
             "camera": shot.camera.value,
             "motion_backend": mover.name,
+            **model_calls_metadata(episode, "shot_clip", shot.id, mover.take_calls()),
             "bytes": artifacts.clip.stat().st_size,
             "path": MetadataValue.path(str(artifacts.clip)),
         }

@@ -14,17 +14,17 @@ from ..media.manifest import manifest_json_schema, with_presets
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions, shot_slot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import episode_artifacts, image_metadata, png_bytes
+from .common import GPU_POOL, episode_artifacts, model_calls_metadata, image_metadata, png_bytes
 
 
-@asset(partitions_def=episode_partitions, group_name="planning")
+@asset(partitions_def=episode_partitions, group_name="planning", pool=GPU_POOL)
 def episode_manifest(
     context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings
 ) -> MaterializeResult:
     """The shot list for an episode, planned from its logline request; validated against the pydantic schema."""
     episode = episode_artifacts(context, store)
     request = episode.store.read_json(episode.request, "an episode request (microdrama episode / the loglines sensor)")
-    planner = backends.resolve().planner
+    planner = backends.planner_backend()
     series = request.get("series")
     try:
         cast = cast_for_episode(episode.store, request.get("cast") or [], series)
@@ -52,6 +52,7 @@ def episode_manifest(
             "duration_s": round(manifest.duration_s, 3),
             "characters": ", ".join(c.name for c in manifest.characters),
             "planner": planner.name,
+            **model_calls_metadata(episode, "episode_manifest", episode.episode_id, planner.take_calls()),
             "seed": manifest.seed,
             "path": MetadataValue.path(str(episode.manifest_path)),
             "shot_list": MetadataValue.md(

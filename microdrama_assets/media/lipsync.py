@@ -67,6 +67,22 @@ class MouthTrack:
     visemes: np.ndarray  # int8 (n_frames,) of Viseme values
 
 
+@dataclass(frozen=True)
+class MouthPath:
+    """Where one character's mouth is in every frame of a shot (the motion stage tracks it through the camera
+    move): centre, width at rest, and the lip colour of the painted face."""
+
+    xy: np.ndarray  # float (n_frames, 2) pixel centres
+    width: np.ndarray  # float (n_frames,) pixels
+    lip_rgb: tuple[int, int, int]
+
+    @staticmethod
+    def from_track(entry: dict) -> "MouthPath":
+        """From one character's entry in the shot clip's track file (``mouths`` in clip_track.json)."""
+        return MouthPath(np.asarray(entry["xy"], np.float64), np.asarray(entry["width"], np.float64),
+                         tuple(int(c) for c in entry["lip_rgb"]))
+
+
 def speech_envelope(samples: np.ndarray, sample_rate: int, n_frames: int, fps: int, start_s: float = 0.0) -> np.ndarray:
     """RMS of the audio heard during each video frame, for ``samples`` placed at ``start_s`` (float32, n_frames)."""
     squares = np.concatenate([[0.0], np.cumsum(samples.astype(np.float64) ** 2)])

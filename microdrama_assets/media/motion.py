@@ -216,7 +216,7 @@ def segment_position(frame: int, times: Sequence[int]) -> tuple[int, float]:
     return len(times) - 2, 1.0
 
 
-def _character_layer(image: np.ndarray, layers: KeyframeLayers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def character_layer(image: np.ndarray, layers: KeyframeLayers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The characters as three uint8 images warped together: the keyframe with their masks as alpha (RGBA), and
     outside the masks what they add to the set (anti-aliased edges, rim light) and take from it (contact
     shadows). Those two land on whatever part of the set ends up beneath, so no piece of the set travels with
@@ -239,7 +239,7 @@ def _flow_view(image: np.ndarray, layers: KeyframeLayers) -> np.ndarray:
     return np.dstack([image, covered.astype(np.uint8) * 255])
 
 
-def _ground_line(layers: Sequence[KeyframeLayers], height: int) -> float | None:
+def ground_line(layers: Sequence[KeyframeLayers], height: int) -> float | None:
     """Highest row at which a character stands on the floor in any keyframe (the bottom of a figure that does not
     run off the frame), or None when no feet are in view."""
     contacts = []
@@ -251,7 +251,7 @@ def _ground_line(layers: Sequence[KeyframeLayers], height: int) -> float | None:
     return float(min(contacts)) if contacts else None
 
 
-def _background_source(near_x: np.ndarray, near_y: np.ndarray, far_x: np.ndarray, far_y: np.ndarray,
+def background_source(near_x: np.ndarray, near_y: np.ndarray, far_x: np.ndarray, far_y: np.ndarray,
                        ground_y: float | None, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Where the set is sampled: at the set's depth, except the floor from the feet down, which is at the
     characters' depth, and the floor just above them, which recedes smoothly between the two."""
@@ -314,7 +314,7 @@ class _Tween:
 
 
 def _over(figure: np.ndarray, lift: np.ndarray, shade: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """A warped character layer (``_character_layer``) composited over the set."""
+    """A warped character layer (``character_layer``) composited over the set."""
     alpha = cv2.extractChannel(figure, 3).astype(np.float32) * (1.0 / 255.0)
     frame = cv2.blendLinear(cv2.cvtColor(figure, cv2.COLOR_RGBA2RGB), background, alpha, 1.0 - alpha)
     return cv2.subtract(cv2.add(frame, lift), shade)
@@ -339,7 +339,7 @@ def shot_frames(
     if layers is None:
         frames = _Tween([(image,) for image in keyframes], times, keyframes)
     else:
-        characters = _Tween([_character_layer(image, layer) for image, layer in zip(keyframes, layers)], times,
+        characters = _Tween([character_layer(image, layer) for image, layer in zip(keyframes, layers)], times,
                             [_flow_view(image, layer) for image, layer in zip(keyframes, layers)],
                             [layer.character_masks for layer in layers])
         plates = [layer.background for layer in layers]
@@ -347,7 +347,7 @@ def shot_frames(
             sets = _Tween([(plates[0],)], [0], plates[:1])  # one plate for the shot (the embedded renderer's)
         else:
             sets = _Tween([(plate,) for plate in plates], times, plates)
-        ground_y = _ground_line(layers, height)
+        ground_y = ground_line(layers, height)
 
     for frame_index in range(n_frames):
         progress = frame_index / max(n_frames - 1, 1)
@@ -357,7 +357,7 @@ def shot_frames(
             continue
         far_x, far_y = _apply_affine(
             camera_matrix(camera, progress, width, height, seed, duration_s, BACKGROUND_PARALLAX), out_x, out_y)
-        set_x, set_y = _background_source(near_x, near_y, far_x, far_y, ground_y, height)
+        set_x, set_y = background_source(near_x, near_y, far_x, far_y, ground_y, height)
         background = sets.frame(frame_index, set_x, set_y, width, height)
         yield characters.frame(frame_index, near_x, near_y, width, height,
                                lambda figure, lift, shade: _over(figure, lift, shade, background))

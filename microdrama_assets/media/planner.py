@@ -858,23 +858,45 @@ def _article(noun: str, language: str, gender: str, definite: bool = False) -> s
     return ("an " if vowel_sound else "a ") + noun
 
 
+class _Wardrobe:
+    """Looks and voices for ``count`` characters, each palette and voice pool drawn without replacement, so no two
+    share a skin, hair or outfit colour, hair style, height, espeak variant, pitch or rate; cast cards' traits are
+    withdrawn first, so the consistency check can still tell an invented character from a card."""
+
+    def __init__(self, count: int, rng: random.Random, cast: Sequence[Character]):
+        self.count, self.rng = count, rng
+        self.skins, self.hairs = rng.sample(_SKINS, count), rng.sample(_HAIRS, count)
+        self.outfits = rng.sample(_OUTFITS, 2 * count)
+        self.pools = {
+            key: {g: rng.sample(options[g], len(options[g])) for g in ("f", "m")}
+            for key, options in (
+                ("hair_style", _HAIR_STYLES), ("height", _HEIGHTS), ("pitch", _PITCHES), ("variant", _VARIANTS)
+            )
+        }
+        self.rates = rng.sample(_RATES, count)
+        for card in cast:
+            _withdraw_card_traits(card, (self.skins, self.hairs, self.outfits), self.pools, self.rates)
+
+    def dress(self, index: int, gender: str, language: str) -> tuple[Appearance, Voice]:
+        appearance = Appearance(
+            skin=self.skins[index],
+            hair=self.hairs[index],
+            outfit=self.outfits[index],
+            accent=self.outfits[self.count + index],
+            hair_style=self.pools["hair_style"][gender].pop(),
+            build=self.rng.choice(list(Build)),
+            height=self.pools["height"][gender].pop(),
+        )
+        voice = Voice(language="es" if language == "es" else "en-us", variant=self.pools["variant"][gender].pop(),
+                      pitch=self.pools["pitch"][gender].pop(), rate=self.rates[index])
+        return appearance, voice
+
+
 def _build_characters(roles: list[_Role], language: str, rng: random.Random,
                       cast: Sequence[Character] = ()) -> list[Character]:
-    """Characters with distinct names, looks and voices: every palette and voice pool is drawn without
-    replacement, so no two share a skin, hair or outfit colour, hair style, height, espeak variant, pitch or rate.
-    Cast cards take the first roles as they are; the characters invented for the rest avoid the cards' names,
-    colours and voices, so the consistency check can still tell everyone apart."""
-    count = len(roles)
-    skins, hairs, outfits = rng.sample(_SKINS, count), rng.sample(_HAIRS, count), rng.sample(_OUTFITS, 2 * count)
-    pools = {
-        key: {g: rng.sample(options[g], len(options[g])) for g in ("f", "m")}
-        for key, options in (
-            ("hair_style", _HAIR_STYLES), ("height", _HEIGHTS), ("pitch", _PITCHES), ("variant", _VARIANTS)
-        )
-    }
-    rates = rng.sample(_RATES, count)
-    for card in cast:
-        _withdraw_card_traits(card, (skins, hairs, outfits), pools, rates)
+    """Characters with distinct names, looks and voices (``_Wardrobe``). Cast cards take the first roles as they
+    are."""
+    wardrobe = _Wardrobe(len(roles), rng, cast)
     taken_ids: set[str] = {c.id for c in cast} | {_slug(c.name) for c in cast}
     characters = list(cast)
     for index, role in enumerate(roles[len(cast):], start=len(cast)):
@@ -884,29 +906,31 @@ def _build_characters(roles: list[_Role], language: str, rng: random.Random,
         trait = rng.choice(_TRAITS[language][role.role])
         role_label = _ROLE_NAMES_ES[role.role] if language == "es" else role.role
         description = f"{_sentence_start(_article(role.person.noun, language, gender))} ({role_label}). {trait}"
-        characters.append(
-            Character(
-                id=_slug(name),
-                name=name,
-                role=role.role,
-                description=_clip(description, 400),
-                appearance=Appearance(
-                    skin=skins[index],
-                    hair=hairs[index],
-                    outfit=outfits[index],
-                    accent=outfits[count + index],
-                    hair_style=pools["hair_style"][gender].pop(),
-                    build=rng.choice(list(Build)),
-                    height=pools["height"][gender].pop(),
-                ),
-                voice=Voice(
-                    language="es" if language == "es" else "en-us",
-                    variant=pools["variant"][gender].pop(),
-                    pitch=pools["pitch"][gender].pop(),
-                    rate=rates[index],
-                ),
-            )
-        )
+        appearance, voice = wardrobe.dress(index, gender, language)
+        characters.append(Character(id=_slug(name), name=name, role=role.role, description=_clip(description, 400),
+                                    appearance=appearance, voice=voice))
+    return characters
+
+
+def dress_characters(sketches: Sequence[tuple[str, str, str]], language: str, seed: int,
+                     cast: Sequence[Character] = ()) -> list[Character]:
+    """Characters for (name, role, description) sketches written elsewhere (by a language model), after the cast
+    cards: looks and voices are drawn as the embedded planner draws its own, so everyone stays distinguishable;
+    the gender of the voice follows the description's pronouns, else a seeded choice. IDs are the names as
+    slugs, made unique."""
+    rng = random.Random(seed)
+    wardrobe = _Wardrobe(len(cast) + len(sketches), rng, cast)
+    taken = {c.id for c in cast}
+    characters = list(cast)
+    for index, (name, role, description) in enumerate(sketches, start=len(cast)):
+        base = _slug(name)[:40] or f"character-{index + 1}"
+        slug = next(candidate for candidate in [base] + [f"{base[:60]}-{n}" for n in range(2, 99)]
+                    if candidate not in taken)
+        taken.add(slug)
+        gender = _pronoun_gender([t.lower for t in _tokens(description)]) or rng.choice(["f", "m"])
+        appearance, voice = wardrobe.dress(index, gender, language)
+        characters.append(Character(id=slug, name=_clip(name, 80), role=_clip(role, 40),
+                                    description=_clip(description, 400), appearance=appearance, voice=voice))
     return characters
 
 
