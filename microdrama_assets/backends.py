@@ -137,14 +137,15 @@ class VisemeLipSync(_Embedded):
             yield frame
 
 
-def _model_backend(module: str, cls: str) -> Callable[[ModelSettings], object]:
+def _model_backend(module: str, cls: str, extra: str = "ml") -> Callable[[ModelSettings], object]:
     """A factory that imports ``microdrama_assets.ml.<module>`` only when the backend is chosen."""
 
     def build(settings: ModelSettings) -> object:
         try:
             loaded = importlib.import_module(f"{__package__}.ml.{module}")
         except ImportError as exc:
-            raise ImportError(f"the {cls} backend needs the ML extra: pip install -e '.[ml]' ({exc})") from exc
+            raise ImportError(f"the {cls} backend needs the {extra} extra: pip install -e '.[{extra}]' "
+                              f"({exc})") from exc
         return getattr(loaded, cls)(settings)
 
     return build
@@ -160,7 +161,7 @@ STAGE_BACKENDS: dict[str, dict[str, Callable[[ModelSettings], object]]] = {
     "keyframes": {"embedded": _embedded(ProceduralKeyframes),
                   "diffusers": _model_backend("keyframes_diffusion", "DiffusionKeyframes")},
     "voice": {"embedded": _embedded(EspeakVoice),
-              "coqui": _model_backend("voice_coqui", "CoquiVoice")},
+              "coqui": _model_backend("voice_coqui", "CoquiVoice", extra="coqui")},
     "motion": {"embedded": _embedded(OpticalFlowMotion),
                "rife": _model_backend("interpolation", "RifeInterpolation")},
     "lipsync": {"embedded": _embedded(VisemeLipSync),
