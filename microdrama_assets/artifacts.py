@@ -33,6 +33,7 @@ def shared_bundle_dir(store: ArtifactStore, character_id: str, version: str) -> 
 
 @dataclass(frozen=True)
 class ShotArtifacts:
+    store: ArtifactStore  # reads go through it: on S3 it fetches what another machine wrote
     directory: Path
 
     @property
@@ -59,7 +60,9 @@ class ShotArtifacts:
         return self.keyframes_dir / f"mask_{index}_{check_id(character_id, 'character id')}.png"
 
     def keyframe_layout(self) -> dict:
-        return json.loads(self.keyframe_layout_path.read_text(encoding="utf-8"))
+        """The keyframes' layout; the whole keyframes directory is then in the working copy, ready to read."""
+        path = self.store.require(self.keyframe_layout_path, "keyframes")
+        return json.loads(path.read_text(encoding="utf-8"))
 
     def keyframe_images(self) -> list[np.ndarray]:
         return [read_rgb(self.keyframe_path(k["index"])) for k in self.keyframe_layout()["keyframes"]]
@@ -138,7 +141,7 @@ class EpisodeArtifacts:
         return self.directory / "audit" / check_id(asset_name, "asset name") / f"{check_id(partition, 'partition')}.json"
 
     def shot(self, shot_id: str) -> ShotArtifacts:
-        return ShotArtifacts(self.store.shot_path(self.episode_id, shot_id))
+        return ShotArtifacts(self.store, self.store.shot_path(self.episode_id, shot_id))
 
     @property
     def audio_dir(self) -> Path:

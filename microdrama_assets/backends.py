@@ -35,6 +35,7 @@ class ModelSettings:
     motion_model: str = ""
     lipsync_model: str = ""
     device: str = "auto"
+    batch_divisor: int = 1  # > 1 on a retry after the GPU ran out of memory (execution.model_placement)
 
 
 class PlannerBackend(Protocol):

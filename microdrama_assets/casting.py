@@ -28,7 +28,8 @@ class CastingError(ValueError):
 
 
 def user_cards_dir(store: ArtifactStore) -> Path:
-    return store.path("cards")
+    """The user's own cards, fetched from the artifact store when it is remote."""
+    return store.mirror_folder(store.path("cards"))
 
 
 def series_cast_path(store: ArtifactStore, series: str) -> Path:
@@ -74,7 +75,7 @@ def check_cast(store: ArtifactStore, card_ids: list[str]) -> None:
 
 def series_cast(store: ArtifactStore, series: str) -> list[Character]:
     path = series_cast_path(store, series)
-    if not path.is_file():
+    if not store.available(path):
         return []
     try:
         return [Character.model_validate(entry) for entry in json.loads(path.read_text(encoding="utf-8"))["cast"]]

@@ -13,6 +13,7 @@ from .episodes import BadRequest, Presets, check_options, clean_logline, episode
 from .media.hls import video_codecs
 from .media.manifest import FPS, InvalidId, ManifestError, check_id
 from .publishing import open_object_store
+from .resources import ArtifactStoreResource
 from .storage import ArtifactStore, StorageError, default_data_root
 
 
@@ -56,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    store = ArtifactStore(default_data_root())
+    store = ArtifactStoreResource(root=default_data_root()).store()
     try:
         if args.command == "episode":
             logline = clean_logline(args.logline)

@@ -7,6 +7,7 @@ import os
 from dagster import Definitions
 
 from .assets import ALL_ASSETS, ASSET_CHECKS
+from .execution import executor_named
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .resources import ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, default_data_root
 from .sensors import LoglineInbox, assembly_sensor, logline_sensor, shot_fanout_sensor
@@ -14,15 +15,17 @@ from .sensors import LoglineInbox, assembly_sensor, logline_sensor, shot_fanout_
 
 def make_definitions(data_root: str | None = None, encode_preset: str | None = None,
                      loglines_dir: str | None = None, video_codecs: list[str] | None = None,
-                     publish_to: str | None = None) -> Definitions:
+                     publish_to: str | None = None, executor: str | None = None) -> Definitions:
     """The code location; arguments override the environment (MICRODRAMA_DATA, MICRODRAMA_ENCODE_PRESET,
-    MICRODRAMA_VIDEO_CODECS, MICRODRAMA_LOGLINES, MICRODRAMA_PUBLISH) for tests and embedding."""
+    MICRODRAMA_VIDEO_CODECS, MICRODRAMA_LOGLINES, MICRODRAMA_PUBLISH, MICRODRAMA_EXECUTOR) for tests and
+    embedding."""
     data_root = data_root or default_data_root()
     return Definitions(
         assets=ALL_ASSETS,
         asset_checks=ASSET_CHECKS,
         jobs=[plan_episode_job, render_shot_job, assemble_episode_job],
         sensors=[logline_sensor, shot_fanout_sensor, assembly_sensor],
+        executor=executor_named(executor),
         resources={
             "store": ArtifactStoreResource(root=data_root),
             "encode": EncodeSettings.from_environment(encode_preset, video_codecs),

@@ -6,24 +6,47 @@ import dataclasses
 import os
 from pathlib import Path
 
+from boto3.s3.transfer import TransferConfig
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from .backends import (STAGE_BACKENDS, KeyframeBackend, LipSyncBackend, ModelSettings, MotionBackend,
                        PlannerBackend, VoiceBackend)
+from .execution import ModelPlacement
 from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
 from .publishing import ObjectStore, open_object_store
-from .storage import ArtifactStore, default_data_root
+from .storage import ArtifactStore, RetryPolicy, default_data_root, open_artifact_store
 
 class ArtifactStoreResource(ConfigurableResource):
-    """Local-filesystem artifact store rooted at ``root`` (``MICRODRAMA_DATA`` or ./microdrama_data)."""
+    """Where artifacts live. By default the local filesystem under ``root`` (``MICRODRAMA_DATA`` or
+    ./microdrama_data). With ``location`` ``s3://bucket/prefix`` (``MICRODRAMA_ARTIFACTS``) they live in S3 or an
+    S3-compatible store (MinIO...) reached through dagster-aws's S3Resource: credentials come from the usual AWS
+    sources, ``endpoint_url`` (or AWS_ENDPOINT_URL) points at an S3-compatible server; each step works on a local
+    working copy under ``root``/s3-cache, so steps can run on different machines."""
 
     root: str = Field(default_factory=default_data_root)
+    location: str = Field(default_factory=lambda: os.environ.get("MICRODRAMA_ARTIFACTS", ""),
+                          description="empty: the local filesystem under root; s3://bucket/prefix: S3")
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    profile_name: str | None = None
+    max_attempts: int = Field(default=5, ge=0, description="botocore's retries of each request (standard mode)")
+    multipart_mib: int = Field(default=16, ge=5, description="files above this go up in parts of this size (S3 "
+                                                             "parts are at least 5 MiB) and come down in ranges")
+    retry_attempts: int = Field(default=4, ge=1, description="tries of a whole transfer that fails transiently")
+    retry_delay_s: float = Field(default=0.5, ge=0.0, description="first backoff; it doubles each retry")
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.root)
+        chunk = self.multipart_mib * 2**20
+        return open_artifact_store(
+            self.root, self.location,
+            lambda: S3Resource(endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
+                               region_name=self.region_name or os.environ.get("AWS_REGION"),
+                               profile_name=self.profile_name, max_attempts=self.max_attempts).get_client(),
+            TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk),
+            RetryPolicy(attempts=self.retry_attempts, base_delay_s=self.retry_delay_s))
 
 
 class PublishTarget(ConfigurableResource):
@@ -114,28 +137,34 @@ class BackendSettings(ConfigurableResource):
     device: str = _from_env("DEVICE", "auto", about="auto (CUDA when present, else CPU), cpu, or cuda[:N]")
 
     def model_settings(self) -> ModelSettings:
-        return ModelSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)})
+        # The batch divisor is not configured: a retry after a GPU out-of-memory error sets it (``_build``).
+        return ModelSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)
+                                if f.name in type(self).model_fields})
 
-    def _build(self, stage: str):
-        """The backend chosen for one stage (a model-backed one imports the ML extra only now)."""
+    def _build(self, stage: str, placement: ModelPlacement | None):
+        """The backend chosen for one stage (a model-backed one imports the ML extra only now), on the device and
+        batch of this attempt's ``placement`` when given (a retry after the GPU ran out of memory moves it)."""
         registry = STAGE_BACKENDS[stage]
         name = getattr(self, stage)
         if name not in registry:
             raise ValueError(f"unknown {stage} backend {name!r}; available: {sorted(registry)}")
-        return registry[name](self.model_settings())
+        settings = self.model_settings()
+        if placement is not None:
+            settings = dataclasses.replace(settings, device=placement.device, batch_divisor=placement.batch_divisor)
+        return registry[name](settings)
 
-    def planner_backend(self) -> PlannerBackend:
-        return self._build("planner")
+    def planner_backend(self, placement: ModelPlacement | None = None) -> PlannerBackend:
+        return self._build("planner", placement)
 
-    def keyframes_backend(self) -> KeyframeBackend:
-        return self._build("keyframes")
+    def keyframes_backend(self, placement: ModelPlacement | None = None) -> KeyframeBackend:
+        return self._build("keyframes", placement)
 
-    def voice_backend(self) -> VoiceBackend:
-        return self._build("voice")
+    def voice_backend(self, placement: ModelPlacement | None = None) -> VoiceBackend:
+        return self._build("voice", placement)
 
-    def motion_backend(self) -> MotionBackend:
-        return self._build("motion")
+    def motion_backend(self, placement: ModelPlacement | None = None) -> MotionBackend:
+        return self._build("motion", placement)
 
-    def lipsync_backend(self) -> LipSyncBackend:
-        return self._build("lipsync")
+    def lipsync_backend(self, placement: ModelPlacement | None = None) -> LipSyncBackend:
+        return self._build("lipsync", placement)
 

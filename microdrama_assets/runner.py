@@ -2,7 +2,11 @@
 partition), assemble. The CLI and the benchmark use it; sensors do the same through the daemon.
 
 Shot runs are independent, so with a persistent instance they run in parallel worker processes: motion and
-compositing are single-threaded Python/NumPy work that overlaps well with the encoders' own threads."""
+compositing are single-threaded Python/NumPy work that overlaps well with the encoders' own threads.
+
+Before starting runs, the runner checks each shot's stages against their cache keys (cache.py): a shot whose
+every artifact is already its current key's output gets no run, and neither does the assembly when nothing
+changed and the published episode is current, so an unchanged re-render costs key checks, not Dagster runs."""
 
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from .artifacts import EpisodeArtifacts
 from .assets import published_episode
+from .cache import stale_episode_stage, stale_shot_stage
 from .definitions import make_definitions
 from .episodes import Presets, write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .media.hls import MASTER_PLAYLIST
 from .partitions import episode_partitions, shot_partition_key, shot_slot_partitions
-from .storage import ArtifactStore
+from .resources import ArtifactStoreResource
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -77,9 +82,11 @@ class EpisodeRunner:
     def __init__(self, data_root: str | Path, instance: DagsterInstance, encode_preset: str | None = None,
                  workers: int = 1, progress: Callable[[str], None] = lambda message: None,
                  video_codecs: list[str] | None = None, publish_to: str | None = None):
-        self.store = ArtifactStore(data_root)
+        # MICRODRAMA_ARTIFACTS=s3://... keeps the artifacts in S3; data_root is then the local working copy.
+        self.data_root = str(Path(data_root).expanduser().resolve())
+        self.store = ArtifactStoreResource(root=self.data_root).store()
         self.encode_preset, self.video_codecs = encode_preset, video_codecs
-        self.defs = make_definitions(data_root=str(self.store.root), encode_preset=encode_preset,
+        self.defs = make_definitions(data_root=self.data_root, encode_preset=encode_preset,
                                      video_codecs=video_codecs, publish_to=publish_to)
         self.instance, self.progress = instance, progress
         # An ephemeral instance lives in this process only, so its runs cannot be shared with workers.
@@ -109,12 +116,43 @@ class EpisodeRunner:
         # The data may outlive the instance (a new DAGSTER_HOME, another machine): register its partitions.
         self._ensure_partitions(episode_partitions.name, [episode_id])
         self._ensure_partitions(shot_slot_partitions.name, manifest.shot_ids)
-        self._render_shots(episode_id, shot_ids)
+        stale_shots = self._stale_shots(episode_id, shot_ids)
+        self._render_shots(episode_id, stale_shots)
+        playlist = EpisodeArtifacts(self.store, episode_id).hls_dir / MASTER_PLAYLIST
+        if not stale_shots:
+            stage = self._stale_episode_stage(episode_id)
+            if stage is None:
+                self.progress(f"{episode_id}: published and up to date; nothing to assemble")
+                return playlist
+            self.progress(f"{episode_id}: {stage} is out of date")
         assembled = self._run(assemble_episode_job.name, episode_id, f"assemble {episode_id}")
         for event in assembled.get_asset_materialization_events():
             if event.asset_key == published_episode.key:
                 self.progress(f"published: {event.materialization.metadata['master_url'].value}")
-        return EpisodeArtifacts(self.store, episode_id).hls_dir / MASTER_PLAYLIST
+        return playlist
+
+    def _stale_shots(self, episode_id: str, shot_ids: list[str]) -> list[str]:
+        """The shots with a stage whose artifact is not its current key's output (a cheap check of records)."""
+        resources = self.defs.resources
+        episode = EpisodeArtifacts(resources["store"].store(), episode_id)
+        manifest = episode.manifest()
+        stale = []
+        for shot_id in shot_ids:
+            stage = stale_shot_stage(episode, manifest, manifest.shot(shot_id), resources["backends"],
+                                     resources["encode"])
+            if stage is None:
+                self.progress(f"shot {shot_id} is up to date (every stage a cache hit); not re-run")
+            else:
+                self.progress(f"shot {shot_id}: {stage} and what follows it are out of date")
+                stale.append(shot_id)
+        return stale
+
+    def _stale_episode_stage(self, episode_id: str) -> str | None:
+        resources = self.defs.resources
+        episode = EpisodeArtifacts(resources["store"].store(), episode_id)
+        publish = resources["publish"]
+        return stale_episode_stage(episode, episode.manifest(), resources["encode"], publish.object_store(),
+                                   publish.keep_versions)
 
     def _ensure_partitions(self, partitions_name: str, keys: list[str]) -> None:
         known = set(self.instance.get_dynamic_partitions(partitions_name))
@@ -123,13 +161,15 @@ class EpisodeRunner:
             self.instance.add_dynamic_partitions(partitions_name, missing)
 
     def _render_shots(self, episode_id: str, shot_ids: list[str]) -> None:
+        if not shot_ids:
+            return
         if self.workers == 1 or len(shot_ids) == 1:
             for number, shot_id in enumerate(shot_ids, 1):
                 self._run(render_shot_job.name, shot_partition_key(episode_id, shot_id),
                           f"shot {shot_id} ({number}/{len(shot_ids)})")
             return
         with ProcessPoolExecutor(max_workers=min(self.workers, len(shot_ids)), mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_render_shot_in_worker, str(self.store.root), self.encode_preset,
+            futures = {pool.submit(_render_shot_in_worker, self.data_root, self.encode_preset,
                                    self.video_codecs, episode_id, shot_id): shot_id
                        for shot_id in shot_ids}
             for done, future in enumerate(as_completed(futures), 1):

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 
 import av
 import boto3
@@ -216,14 +217,20 @@ def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
     episode = EpisodeArtifacts(store, EPISODE)
     others = {shot: _fingerprints(episode.shot(shot).directory) for shot in ("s01", "s03")}
     target_before = _fingerprints(episode.shot("s02").directory)
+    # The user edits s02's action in manifest.json: its picture changes, its lines do not.
+    manifest = json.loads(episode.manifest_path.read_text(encoding="utf-8"))
+    manifest["shots"][1]["action"] = manifest["shots"][1]["action"].rstrip(".") + ", then looks up."
+    episode.manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     runs_before = len(instance.get_runs())
-    runner.render_and_assemble(EPISODE, ["s02"])
-    assert len(instance.get_runs()) == runs_before + 2  # one shot run, one assembly run
+    runner.render_and_assemble(EPISODE, ["s01", "s02", "s03"])
+    assert len(instance.get_runs()) == runs_before + 2  # s02's run and the assembly; s01 and s03 are current
     for shot, fingerprints in others.items():
         assert _fingerprints(episode.shot(shot).directory) == fingerprints, shot
     after = _fingerprints(episode.shot("s02").directory)
     assert after.keys() == target_before.keys()
-    assert all(after[name][0] > target_before[name][0] for name in after)  # rewritten
+    picture = {name for name in after if not name.startswith(("dialogue/", ".voice."))}
+    assert all(after[name][0] > target_before[name][0] for name in picture)  # rewritten
+    assert all(after[name] == target_before[name] for name in after.keys() - picture)  # its voice was reused
     frames, _ = _decode_rendition(playlist.parent / "video" / "h264" / "360p", tmp_path)
     assert len(frames) == episode.manifest().total_frames
     # The published entry points follow the new take (the same bytes would give the same version).
@@ -232,17 +239,26 @@ def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
     materializations = instance.fetch_materializations(AssetKey("shot_renditions"), limit=100).records
     assert sum(r.partition_key == shot_partition_key(EPISODE, "s02") for r in materializations) == 2
     assert sum(r.partition_key == shot_partition_key(EPISODE, "s01") for r in materializations) == 1
+    # Nothing changed since: a re-render starts no run at all.
+    runner.render_and_assemble(EPISODE, ["s01", "s02", "s03"])
+    assert len(instance.get_runs()) == runs_before + 2
 
 
 def test_rerender_works_on_an_instance_that_never_saw_the_episode(produced):
     """The data can outlive the Dagster instance (new DAGSTER_HOME, another machine): rerender registers the
-    partitions it needs instead of failing."""
+    partitions it needs instead of failing, and renders only what the cache does not hold."""
     runner, store, _, _ = produced
     fresh = EpisodeRunner(store.root, DagsterInstance.ephemeral())
+    episode = EpisodeArtifacts(store, EPISODE)
+    shutil.rmtree(episode.shot("s01").renditions_dir)  # lost here, kept in the cache
     playlist = fresh.render_and_assemble(EPISODE, ["s01", "s01"])
     assert playlist.exists()
+    assert fresh.instance.get_dynamic_partitions("episodes") == [EPISODE]
     runs = fresh.instance.get_runs()
     assert sorted(r.job_name for r in runs) == ["assemble_episode", "render_shot"]  # s01 once, not twice
+    [record] = fresh.instance.fetch_materializations(AssetKey("shot_renditions"), limit=10).records
+    metadata = record.asset_materialization.metadata
+    assert (metadata["cache"].value, metadata["cache_source"].value) == ("hit", "restored")
 
 
 def test_adding_a_codec_without_reencoding_shots_fails_clearly_and_keeps_the_package(produced):

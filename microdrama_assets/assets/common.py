@@ -6,18 +6,16 @@ import warnings
 from typing import Iterator
 
 import numpy as np
-from dagster import (AssetDep, AssetExecutionContext, BetaWarning, Failure, MetadataValue,
-                     MultiToSingleDimensionPartitionMapping, PreviewWarning, asset_check)
+from dagster import (AssetDep, AssetExecutionContext, BetaWarning, DataVersion, Failure, MaterializeResult,
+                     MetadataValue, MultiToSingleDimensionPartitionMapping, PreviewWarning, asset_check)
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts, ShotArtifacts
 from ..audit import ModelCall, calls_json
+from ..cache import STAGE_VERSIONS, ArtifactCache, CacheKey, Outcome
 from ..media.manifest import EpisodeManifest, Shot
 from ..resources import ArtifactStoreResource
 
-# Steps whose backend may run a model on the GPU: `dagster instance concurrency set gpu 1` (or the instance's
-# pool limits) keeps them from loading several models into one GPU's memory at once.
-GPU_POOL = "gpu"
 
 # The built-in mapping is marked beta, but custom PartitionMapping classes are ignored by backfills, so this is
 # the supported way to map an episode onto its shot cells; the warning says nothing a user can act on.
@@ -61,6 +59,26 @@ def shot_context(
     return episode, manifest, manifest.shot(keys["shot"]), episode.shot(keys["shot"])
 
 
+def code_version(stage: str) -> str:
+    """The asset's Dagster code version: the stage's cache code version, so the UI marks what a bump staled."""
+    return STAGE_VERSIONS[stage]
+
+
+def cached(context, store: ArtifactStoreResource, key: CacheKey, directory, paths, build, keep: bool = True) -> Outcome:
+    """``ArtifactCache.materialize`` for an asset: the artifact for ``key``, reused when it exists."""
+    outcome = ArtifactCache(store.store()).materialize(key, directory, paths, build, keep=keep,
+                                                       log=context.log.warning)
+    if outcome.hit:
+        context.log.info(f"{key.stage}: cache hit ({outcome.source}), key {key.digest[:16]}")
+    return outcome
+
+
+def cached_result(outcome: Outcome, metadata: dict) -> MaterializeResult:
+    """The materialization of a cached stage: its key as the data version, and whether it was a hit."""
+    return MaterializeResult(data_version=DataVersion(outcome.key.data_version),
+                             metadata={**outcome.metadata(), **metadata})
+
+
 def exactly(frames: Iterator[np.ndarray], count: int, what: str) -> Iterator[np.ndarray]:
     """Pass frames through, failing (inside the caller's atomic write, so nothing is published) unless there
     are exactly ``count``."""
@@ -68,10 +86,10 @@ def exactly(frames: Iterator[np.ndarray], count: int, what: str) -> Iterator[np.
     for frame in frames:
         produced += 1
         if produced > count:
-            raise Failure(f"{what}: more than the {count} frames the manifest gives")
+            raise Failure(f"{what}: more than the {count} frames the manifest gives", allow_retries=False)
         yield frame
     if produced != count:
-        raise Failure(f"{what}: {produced} frames, the manifest gives {count}")
+        raise Failure(f"{what}: {produced} frames, the manifest gives {count}", allow_retries=False)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -3,9 +3,10 @@
 import json
 
 import numpy as np
-from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
-                     MetadataValue, asset)
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MetadataValue, asset)
 
+from ..execution import GPU_POOL, GPU_STEP_TAGS, MODEL_RETRY_POLICY, placement_for_attempt
+from ..cache import STAGES, shot_stage_key
 from ..media.captions import (LEGIBLE_CONTRAST, Cue, adapt_to_background, caption_opacity, composite_overlay,
                               measure_caption_legibility, render_caption)
 from ..media.grade import grade_frame
@@ -16,7 +17,8 @@ from ..media.video_io import decode_frames, read_rgb_frames, write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
 from .audio import SAMPLES_PER_FRAME, dialogue_audio, read_wav, shot_dialogue
-from .common import GPU_POOL, exactly, model_calls_metadata, partitioned_check, shot_context
+from .common import (cached, cached_result, code_version, exactly, model_calls_metadata, partitioned_check,
+                     shot_context)
 from .motion import shot_clip
 
 CAPTION_HOLD_S = 0.4  # captions linger a moment after the line so they can be finished reading
@@ -45,8 +47,9 @@ def _placed_speech(dialogue: dict, samples: np.ndarray) -> dict[str, list[tuple[
     return placed
 
 
-@asset(partitions_def=shot_partitions, group_name="compositing", deps=[shot_clip, dialogue_audio], pool=GPU_POOL,
-       output_required=False)
+@asset(partitions_def=shot_partitions, group_name="compositing", deps=[shot_clip, dialogue_audio],
+       output_required=False, code_version=code_version("composite"), pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
+       retry_policy=MODEL_RETRY_POLICY)
 def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
                     encode: EncodeSettings):
     """The finished shot: mouths follow the speech, the mood grade, captions inside the 9:16 title-safe area
@@ -55,44 +58,49 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
     if located is None:
         return
     episode, manifest, shot, artifacts = located
-    track = json.loads(episode.store.require(artifacts.clip_track, "shot_clip").read_text(encoding="utf-8"))["mouths"]
-    episode.store.require(artifacts.dialogue_json, "dialogue_audio")
+    lipsync = backends.lipsync_backend(placement_for_attempt(context, backends.device))
+    key = shot_stage_key("composite", episode, manifest, shot, backends, encode)
+    track = json.loads(artifacts.store.require(artifacts.clip_track, "shot_clip").read_text(encoding="utf-8"))["mouths"]
     dialogue = shot_dialogue(artifacts)
-    voices = _placed_speech(dialogue, read_wav(artifacts.dialogue_wav))
-    mouths = {character_id: MouthPath.from_track(entry) for character_id, entry in track.items()}
-    untracked = sorted(set(voices) - set(mouths))
+    speakers = {line["speaker"] for line in dialogue["lines"]}
+    untracked = sorted(speakers - set(track))
     if untracked:
         # Expected when the speaker is off screen or seen from behind (close-ups, over-the-shoulder shots).
         context.log.info(f"shot {shot.id}: {untracked} speak off camera; no mouth to animate")
-    lipsync = backends.lipsync_backend()
     cues = shot_cues(manifest, shot, dialogue)
-    overlays = [render_caption(cue.text, manifest.width, manifest.height, manifest.caption_style.value) for cue in cues]
 
-    def finished_frames():
-        synced = lipsync.animate(read_rgb_frames(artifacts.clip), mouths, voices, shot.frames)
-        for index, frame in enumerate(synced):
-            graded = grade_frame(frame, shot.mood)
-            time_s = index / FPS
-            for cue, overlay in zip(cues, overlays):
-                if cue.start_s <= time_s < cue.end_s:
-                    composite_overlay(graded, adapt_to_background(overlay, graded), caption_opacity(time_s, cue))
-            yield graded
+    def build():
+        voices = _placed_speech(dialogue, read_wav(artifacts.dialogue_wav))
+        mouths = {character_id: MouthPath.from_track(entry) for character_id, entry in track.items()}
+        overlays = [render_caption(cue.text, manifest.width, manifest.height, manifest.caption_style.value)
+                    for cue in cues]
 
-    frames = exactly(finished_frames(), shot.frames, f"shot {shot.id} clip (re-render the shot)")
-    with episode.store.writing(artifacts.composited) as tmp:
-        written = write_mezzanine(tmp, frames, manifest.width, manifest.height, encode.mezzanine())
-    yield MaterializeResult(
-        metadata={
-            "frames": written,
-            "lip_synced": ", ".join(sorted(set(voices) & set(mouths))) or "nobody speaks",
-            "captions": len(cues),
-            "grade": shot.mood.value,
-            "lipsync_backend": lipsync.name,
-            **model_calls_metadata(episode, "composited_shot", shot.id, lipsync.take_calls()),
-            "bytes": artifacts.composited.stat().st_size,
-            "path": MetadataValue.path(str(artifacts.composited)),
-        }
-    )
+        def finished_frames():
+            synced = lipsync.animate(read_rgb_frames(artifacts.clip), mouths, voices, shot.frames)
+            for index, frame in enumerate(synced):
+                graded = grade_frame(frame, shot.mood)
+                time_s = index / FPS
+                for cue, overlay in zip(cues, overlays):
+                    if cue.start_s <= time_s < cue.end_s:
+                        composite_overlay(graded, adapt_to_background(overlay, graded), caption_opacity(time_s, cue))
+                yield graded
+
+        frames = exactly(finished_frames(), shot.frames, f"shot {shot.id} clip (re-render the shot)")
+        with episode.store.writing(artifacts.composited) as tmp:
+            write_mezzanine(tmp, frames, manifest.width, manifest.height, encode.mezzanine())
+        return model_calls_metadata(episode, "composited_shot", shot.id, lipsync.take_calls())
+
+    outcome = cached(context, store, key, artifacts.directory, STAGES["composite"].paths(artifacts), build)
+    yield cached_result(outcome, {
+        "frames": shot.frames,  # counted as they were written (``exactly``)
+        "lip_synced": ", ".join(sorted(speakers & set(track))) or "nobody speaks",
+        "captions": len(cues),
+        "grade": shot.mood.value,
+        "lipsync_backend": lipsync.name,
+        **(outcome.value or {}),
+        "bytes": artifacts.composited.stat().st_size,
+        "path": MetadataValue.path(str(artifacts.composited)),
+    })
 
 
 def _voice_track(placed: list[tuple[float, Speech]], n_samples: int) -> np.ndarray:
@@ -114,11 +122,11 @@ def composited_shot_lip_sync(context: AssetCheckExecutionContext, store: Artifac
     if located is None:
         return AssetCheckResult(passed=True, metadata={"skipped": "the episode has no such shot"})
     _, _, shot, artifacts = located
-    track = json.loads(artifacts.clip_track.read_text(encoding="utf-8"))["mouths"]
+    track = json.loads(artifacts.store.require(artifacts.clip_track, "shot_clip").read_text(encoding="utf-8"))["mouths"]
     dialogue = shot_dialogue(artifacts)
     samples = read_wav(artifacts.dialogue_wav)
     openings = {character_id: [] for character_id in track}
-    for index, frame in enumerate(decode_frames(artifacts.composited)):
+    for index, frame in enumerate(decode_frames(artifacts.store.require(artifacts.composited, "composited_shot"))):
         gray = frame.to_ndarray(format="gray")
         for character_id, mouth in track.items():
             openings[character_id].append(
@@ -157,7 +165,7 @@ def composited_shot_captions_legible(context: AssetCheckExecutionContext,
                 render_caption(cue.text, manifest.width, manifest.height, style)) for cue in cues]
     wanted = {index for index, _, _ in targets}
     frames = {}
-    for index, frame in enumerate(decode_frames(artifacts.composited)):
+    for index, frame in enumerate(decode_frames(artifacts.store.require(artifacts.composited, "composited_shot"))):
         if index in wanted:
             frames[index] = frame.to_ndarray(format="rgb24")
             if len(frames) == len(wanted):

@@ -1,5 +1,6 @@
 """Episode assembly: captions, the master file, the HLS package and the delivery manifest for the player."""
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -8,7 +9,10 @@ from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutio
                      MetadataValue, asset)
 from PIL import Image
 
+from ..execution import ENCODE_POOL, ENCODE_STEP_TAGS, OBJECT_STORE_RETRY_POLICY
 from ..artifacts import EpisodeArtifacts
+from ..cache import (STAGES, ArtifactCache, Outcome, changed_inputs, episode_stage_key, published_master_key,
+                     read_record, still_published)
 from ..media.captions import build_webvtt
 from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, package_audio, write_master_playlist,
                          write_subtitles_playlist)
@@ -21,19 +25,21 @@ from ..publishing import PublishError, fetch_published, package_files, publish_e
 from ..resources import ArtifactStoreResource, EncodeSettings, PublishTarget
 from ..media.audio_mix import SAMPLE_RATE
 from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
-from .common import episode_artifacts, image_metadata, partitioned_check, per_episode
+from .common import (cached, cached_result, code_version, episode_artifacts, image_metadata, partitioned_check,
+                     per_episode)
 from .compositing import composited_shot, shot_cues
 from .encoding import load_rendition, shot_renditions
 
 
 def _require_shots(episode: EpisodeArtifacts, manifest, artifact: str, produced_by: str) -> None:
-    missing = [s.id for s in manifest.shots if not getattr(episode.shot(s.id), artifact).exists()]
+    missing = [s.id for s in manifest.shots if not episode.store.available(getattr(episode.shot(s.id), artifact))]
     if missing:
         raise Failure(f"episode {episode.episode_id}: shots {', '.join(missing)} have no {produced_by} yet; "
                       f"render them first (microdrama rerender {episode.episode_id} --shot ...)")
 
 
-@asset(partitions_def=episode_partitions, group_name="delivery", deps=[per_episode(dialogue_audio)])
+@asset(partitions_def=episode_partitions, group_name="delivery", deps=[per_episode(dialogue_audio)],
+       code_version=code_version("captions"))
 def episode_captions(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
     """WebVTT captions for the whole episode, timed exactly like the burned-in captions."""
     episode = episode_artifacts(context, store)
@@ -43,12 +49,15 @@ def episode_captions(context: AssetExecutionContext, store: ArtifactStoreResourc
     for shot in manifest.shots:
         offset_s = manifest.start_frame(shot.id) / FPS
         cues.extend(shot_cues(manifest, shot, shot_dialogue(episode.shot(shot.id)), offset_s))
-    episode.store.write_text(episode.captions_vtt, build_webvtt(cues))
-    return MaterializeResult(metadata={"cues": len(cues), "path": MetadataValue.path(str(episode.captions_vtt))})
+    outcome = cached(context, store, episode_stage_key("captions", episode, manifest, None), episode.directory,
+                     STAGES["captions"].paths(episode),
+                     lambda: episode.store.write_text(episode.captions_vtt, build_webvtt(cues)), keep=False)
+    return cached_result(outcome, {"cues": len(cues), "path": MetadataValue.path(str(episode.captions_vtt))})
 
 
 @asset(partitions_def=episode_partitions, group_name="delivery",
-       deps=[per_episode(composited_shot), episode_audio, episode_captions])
+       deps=[per_episode(composited_shot), episode_audio, episode_captions], code_version=code_version("master"),
+       pool=ENCODE_POOL, op_tags=ENCODE_STEP_TAGS)
 def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
     """The mezzanine master: every composited shot end to end (stream copy) with the mixed AAC audio; its
     captions are the episode's captions.vtt beside it."""
@@ -56,29 +65,34 @@ def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource)
     manifest = episode.manifest()
     _require_shots(episode, manifest, "composited", "composited_shot")
     episode.store.require(episode.mix_m4a, "episode_audio")
-    try:
-        with episode.store.writing(episode.master_mp4) as tmp:
-            remux_master([episode.shot(s.id).composited for s in manifest.shots], [s.frames for s in manifest.shots],
-                         episode.mix_m4a, tmp)
-    except ValueError as exc:
-        raise Failure(f"episode {episode.episode_id}: {exc}") from None
+
+    def build():
+        try:
+            with episode.store.writing(episode.master_mp4) as tmp:
+                remux_master([episode.shot(s.id).composited for s in manifest.shots],
+                             [s.frames for s in manifest.shots], episode.mix_m4a, tmp)
+                probe = probe_video(tmp)
+                if probe.frames != manifest.total_frames:
+                    raise Failure(f"master has {probe.frames} frames, the manifest {manifest.total_frames}")
+        except ValueError as exc:
+            raise Failure(f"episode {episode.episode_id}: {exc}") from None
+
+    outcome = cached(context, store, episode_stage_key("master", episode, manifest, None), episode.directory,
+                     STAGES["master"].paths(episode), build, keep=False)
     probe = probe_video(episode.master_mp4)
-    if probe.frames != manifest.total_frames:
-        raise Failure(f"master has {probe.frames} frames, the manifest {manifest.total_frames}")
-    return MaterializeResult(
-        metadata={
-            "frames": probe.frames,
-            "duration_s": round(probe.duration_s, 3),
-            "size": f"{probe.width}x{probe.height}",
-            "bytes": episode.master_mp4.stat().st_size,
-            "captions": MetadataValue.path(str(episode.captions_vtt)),
-            "path": MetadataValue.path(str(episode.master_mp4)),
-        }
-    )
+    return cached_result(outcome, {
+        "frames": probe.frames,
+        "duration_s": round(probe.duration_s, 3),
+        "size": f"{probe.width}x{probe.height}",
+        "bytes": episode.master_mp4.stat().st_size,
+        "captions": MetadataValue.path(str(episode.captions_vtt)),
+        "path": MetadataValue.path(str(episode.master_mp4)),
+    })
 
 
 @asset(partitions_def=episode_partitions, group_name="delivery",
-       deps=[per_episode(shot_renditions), episode_audio, episode_captions])
+       deps=[per_episode(shot_renditions), episode_audio, episode_captions], code_version=code_version("hls"),
+       pool=ENCODE_POOL, op_tags=ENCODE_STEP_TAGS)
 def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, encode: EncodeSettings) -> MaterializeResult:
     """CMAF HLS: per-rung media playlists assembled from the shots' segments, an AAC audio rendition, WebVTT
     subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS. The
@@ -87,7 +101,7 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     _require_shots(episode, manifest, "renditions_dir", "shot_renditions")
-    mix = read_wav(episode.store.require(episode.mix_wav, "episode_audio"))
+    episode.store.require(episode.mix_wav, "episode_audio")
     variants = encode.variants()
     renditions = {(s.id, v.key): load_rendition(episode.shot(s.id), v) for s in manifest.shots for v in variants}
     missing = sorted({f"{shot_id} ({key})" for (shot_id, key), r in renditions.items() if r is None})
@@ -99,50 +113,76 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
     if stale:
         raise Failure(f"episode {episode.episode_id}: renditions of {', '.join(stale)} do not match the manifest's "
                       f"shot lengths; re-render them (microdrama rerender {episode.episode_id} --shot ...)")
-    with episode.store.writing_dir(episode.hls_dir) as staging:
-        figures = [
-            assemble_video_rendition(
-                [(s.id, episode.shot(s.id).renditions_dir / v.key, renditions[(s.id, v.key)]) for s in manifest.shots],
-                staging, v,
-            )
-            for v in variants
-        ]
-        audio = package_audio(mix, SAMPLE_RATE, staging, encode.segment_seconds, LADDER)
-        write_subtitles_playlist(episode.captions_vtt.read_text(encoding="utf-8"), manifest.duration_s,
-                                 staging / "subs", encode.segment_seconds)
-        write_master_playlist(staging, figures, audio, manifest.language, True)
-        report = validate_package(staging)
-        if not report.ok:
-            raise Failure(f"episode {episode.episode_id}: the HLS package failed validation; the published package "
-                          f"is unchanged. Problems: " + "; ".join(report.problems[:10]))
-    master = episode.hls_dir / MASTER_PLAYLIST
-    return MaterializeResult(
-        metadata={
-            "master_playlist": MetadataValue.path(str(master)),
-            "variants": MetadataValue.md(
-                "| codec | rung | resolution | codecs | avg kb/s | peak kb/s |\n|---|---|---|---|---|---|\n" + "\n".join(
-                    f"| {f.codec} | {f.rung} | {f.width}x{f.height} | {f.codecs} | {f.average_bps // 1000} "
-                    f"| {f.peak_bps // 1000} |" for f in figures)
-            ),
-            "segments": report.segments,
-            "duration_s": round(report.duration_s, 3),
-            "validated": "playlists and every segment probed: IDRs, durations, timeline, CODECS, bitrates, alignment",
-        },
-    )
+
+    def build():
+        mix = read_wav(episode.mix_wav)
+        with episode.store.writing_dir(episode.hls_dir) as staging:
+            figures = [
+                assemble_video_rendition(
+                    [(s.id, episode.shot(s.id).renditions_dir / v.key, renditions[(s.id, v.key)])
+                     for s in manifest.shots], staging, v,
+                )
+                for v in variants
+            ]
+            audio = package_audio(mix, SAMPLE_RATE, staging, encode.segment_seconds, LADDER)
+            captions = episode.store.require(episode.captions_vtt, "episode_captions").read_text(encoding="utf-8")
+            write_subtitles_playlist(captions, manifest.duration_s, staging / "subs", encode.segment_seconds)
+            write_master_playlist(staging, figures, audio, manifest.language, True)
+            report = validate_package(staging)
+            if not report.ok:
+                raise Failure(f"episode {episode.episode_id}: the HLS package failed validation; the published "
+                              f"package is unchanged. Problems: " + "; ".join(report.problems[:10]))
+        return report
+
+    key = episode_stage_key("hls", episode, manifest, encode)
+    outcome = cached(context, store, key, episode.directory, STAGES["hls"].paths(episode), build, keep=False)
+    master = m3u8.load(str(episode.hls_dir / MASTER_PLAYLIST))
+    report = outcome.value
+    return cached_result(outcome, {
+        "master_playlist": MetadataValue.path(str(episode.hls_dir / MASTER_PLAYLIST)),
+        "variants": MetadataValue.md(
+            "| rendition | resolution | codecs | avg kb/s | peak kb/s |\n|---|---|---|---|---|\n" + "\n".join(
+                f"| {p.uri.rsplit('/', 1)[0]} | {p.stream_info.resolution[0]}x{p.stream_info.resolution[1]} "
+                f"| {p.stream_info.codecs} | {p.stream_info.average_bandwidth // 1000} "
+                f"| {p.stream_info.bandwidth // 1000} |" for p in master.playlists)
+        ),
+        **({"segments": report.segments, "duration_s": round(report.duration_s, 3),
+            "validated": "playlists and every segment probed: IDRs, durations, timeline, CODECS, bitrates, "
+                         "alignment"} if report is not None else
+           {"validated": "when it was assembled (the package is unchanged since)"}),
+    })
 
 
-@asset(partitions_def=episode_partitions, group_name="delivery", deps=[hls_package, episode_master])
+@asset(partitions_def=episode_partitions, group_name="delivery", deps=[hls_package, episode_master],
+       code_version=code_version("delivery"))
 def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
     """What the mobile player needs: renditions, codecs, poster, captions and shot boundaries (for per-shot
     analytics), with paths relative to the episode directory."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
-    master = m3u8.load(str(episode.store.require(episode.hls_dir / MASTER_PLAYLIST, "hls_package")))
+    episode.store.require(episode.hls_dir / MASTER_PLAYLIST, "hls_package")
     first_frames = [episode.shot(s.id).keyframe_images()[0] for s in manifest.shots]
-    poster = Image.fromarray(first_frames[0])
-    with episode.store.writing(episode.poster) as tmp:
-        poster.save(tmp, format="JPEG", quality=88)
-    payload = {
+
+    def build():
+        master = m3u8.load(str(episode.hls_dir / MASTER_PLAYLIST))
+        with episode.store.writing(episode.poster) as tmp:
+            Image.fromarray(first_frames[0]).save(tmp, format="JPEG", quality=88)
+        episode.store.write_json(episode.delivery_json, _delivery_payload(episode, manifest, master))
+
+    outcome = cached(context, store, episode_stage_key("delivery", episode, manifest, None), episode.directory,
+                     STAGES["delivery"].paths(episode), build, keep=False)
+    payload = json.loads(episode.delivery_json.read_text(encoding="utf-8"))
+    return cached_result(outcome, {
+        "path": MetadataValue.path(str(episode.delivery_json)),
+        "master_playlist": MetadataValue.path(str(episode.hls_dir / MASTER_PLAYLIST)),
+        "renditions": len(payload["renditions"]),
+        "shots": len(payload["shots"]),
+        "contact_sheet": image_metadata(contact_sheet(first_frames, tile_width=150)),
+    })
+
+
+def _delivery_payload(episode: EpisodeArtifacts, manifest, master: m3u8.M3U8) -> dict:
+    return {
         "episode_id": manifest.episode_id,
         "title": manifest.title,
         "logline": manifest.logline,
@@ -167,34 +207,39 @@ def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResour
             for s in manifest.shots
         ],
     }
-    episode.store.write_json(episode.delivery_json, payload)
-    return MaterializeResult(
-        metadata={
-            "path": MetadataValue.path(str(episode.delivery_json)),
-            "master_playlist": MetadataValue.path(str(episode.hls_dir / MASTER_PLAYLIST)),
-            "renditions": len(payload["renditions"]),
-            "shots": len(payload["shots"]),
-            "contact_sheet": image_metadata(contact_sheet(first_frames, tile_width=150)),
-        }
-    )
 
 
-@asset(partitions_def=episode_partitions, group_name="delivery", deps=[delivery_manifest])
+@asset(partitions_def=episode_partitions, group_name="delivery", deps=[delivery_manifest],
+       code_version=code_version("published"), retry_policy=OBJECT_STORE_RETRY_POLICY)
 def published_episode(context: AssetExecutionContext, store: ArtifactStoreResource,
                       publish: PublishTarget) -> MaterializeResult:
     """The episode in the object store players and the app read: the HLS package, download, poster, captions
     and delivery manifest under a content-addressed version, then the episode's master playlist switched to it
-    (written last, so it never points at missing segments). Older versions beyond ``keep_versions`` go."""
+    (written last, so it never points at missing segments). Older versions beyond ``keep_versions`` go. An
+    episode whose parts have not changed since it was published there, and whose entry point still names that
+    version, is not published again."""
     episode = episode_artifacts(context, store)
     objects = publish.object_store()
+    key = episode_stage_key("published", episode, episode.manifest(), None, objects.location, publish.keep_versions)
+    master_url = f"{objects.location.rstrip('/')}/{published_master_key(episode.episode_id)}"
+    cache = ArtifactCache(episode.store)
+    previous = read_record(episode.store, episode.directory, key.stage)
+    record = cache.current(key, episode.directory, [])
+    if record is not None and still_published(objects, episode.episode_id, record.get("version", "")):
+        context.log.info(f"{episode.episode_id} is published unchanged as version {record['version']}: {master_url}")
+        return cached_result(Outcome(key, "hit", "in place"), {
+            "master_url": MetadataValue.url(master_url), "version": record["version"], "objects_uploaded": 0,
+            "removed_versions": "none"})
     try:
+        for part in episode.published_parts:
+            episode.store.require(episode.directory / part, "delivery_manifest")
         files = package_files(episode.directory, episode.published_parts)
         result = publish_episode(objects, episode.episode_id, files, publish.keep_versions)
     except PublishError as exc:
         raise Failure(f"episode {episode.episode_id}: {exc}") from None
-    master_url = f"{objects.location.rstrip('/')}/{result.master_key}"
+    cache.record(key, episode.directory, [], version=result.version)
     context.log.info(f"published {episode.episode_id} version {result.version}: {master_url}")
-    return MaterializeResult(metadata={
+    return cached_result(Outcome(key, "miss", "computed", changed_inputs(previous, key)), {
         "master_url": MetadataValue.url(master_url),
         "version": result.version,
         "objects_uploaded": result.uploaded,

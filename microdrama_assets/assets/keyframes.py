@@ -4,16 +4,18 @@ import json
 from dataclasses import asdict
 
 import numpy as np
-from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MaterializeResult,
-                     MetadataValue, asset)
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutionContext, MetadataValue, asset)
 
+from ..execution import GPU_POOL, GPU_STEP_TAGS, MODEL_RETRY_POLICY, placement_for_attempt
 from ..artifacts import CHARACTER_DESCRIPTOR, read_gray, read_rgb
+from ..cache import STAGES, shot_stage_key
 from ..media.characters import score_characters
 from ..media.stills import contact_sheet
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import GPU_POOL, image_metadata, model_calls_metadata, partitioned_check, per_episode, png_bytes, shot_context
+from .common import (cached, cached_result, code_version, image_metadata, model_calls_metadata,
+                     partitioned_check, per_episode, png_bytes, shot_context)
 from .planning import character_bundles, episode_manifest
 
 POSES_FILE = "poses.json"
@@ -26,62 +28,76 @@ def load_plans(storyboard_dir) -> list[KeyframePlan]:
 
 
 @asset(partitions_def=shot_partitions, group_name="storyboard", deps=[per_episode(episode_manifest)],
-       output_required=False)
+       output_required=False, code_version=code_version("storyboard"))
 def storyboard(context: AssetExecutionContext, store: ArtifactStoreResource):
     """Figure placement and gestures for each keyframe, with OpenPose-style pose maps (ControlNet conditioning)."""
     located = shot_context(context, store)
     if located is None:
         return
     episode, manifest, shot, artifacts = located
-    plans = plan_keyframes(shot, manifest)
-    pose_maps = [render_pose_map(plan, manifest.width, manifest.height) for plan in plans]
-    with episode.store.writing_dir(artifacts.storyboard_dir) as staging:
-        for plan, pose_map in zip(plans, pose_maps):
-            (staging / f"pose_{plan.index}.png").write_bytes(png_bytes(pose_map))
-        (staging / POSES_FILE).write_text(json.dumps({"keyframes": [asdict(p) for p in plans]}, indent=2), encoding="utf-8")
-    yield MaterializeResult(
-        metadata={
-            "keyframes": len(plans),
-            "figures": len(plans[0].figures),
-            "pose_maps": image_metadata(contact_sheet(pose_maps, tile_width=120)),
-        }
-    )
+
+    def build():
+        plans = plan_keyframes(shot, manifest)
+        pose_maps = [render_pose_map(plan, manifest.width, manifest.height) for plan in plans]
+        with episode.store.writing_dir(artifacts.storyboard_dir) as staging:
+            for plan, pose_map in zip(plans, pose_maps):
+                (staging / f"pose_{plan.index}.png").write_bytes(png_bytes(pose_map))
+            (staging / POSES_FILE).write_text(json.dumps({"keyframes": [asdict(p) for p in plans]}, indent=2),
+                                              encoding="utf-8")
+
+    outcome = cached(context, store, shot_stage_key("storyboard", episode, manifest, shot, None, None),
+                     artifacts.directory,
+                     STAGES["storyboard"].paths(artifacts), build)
+    plans = load_plans(artifacts.storyboard_dir)
+    pose_maps = [read_rgb(artifacts.storyboard_dir / f"pose_{plan.index}.png") for plan in plans]
+    yield cached_result(outcome, {
+        "keyframes": len(plans),
+        "figures": len(plans[0].figures),
+        "pose_maps": image_metadata(contact_sheet(pose_maps, tile_width=120)),
+    })
 
 
 @asset(partitions_def=shot_partitions, group_name="keyframes", deps=[storyboard, per_episode(character_bundles)],
-       pool=GPU_POOL,
-       output_required=False)
+       output_required=False, code_version=code_version("keyframes"), pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
+       retry_policy=MODEL_RETRY_POLICY)
 def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings):
     """1-3 full-resolution 1080x1920 keyframes per shot, following the storyboard poses."""
     located = shot_context(context, store)
     if located is None:
         return
     episode, manifest, shot, artifacts = located
-    plans = load_plans(episode.store.require(artifacts.storyboard_dir, "storyboard"))
-    renderer = backends.keyframes_backend()
-    references = {cid: read_rgb(episode.store.require(episode.character_dir(cid) / REFERENCE_VIEW, "character_bundles"))
-                  for cid in shot.characters}
-    rendered = [renderer.render(manifest, shot, plan, references) for plan in plans]
-    with episode.store.writing_dir(artifacts.keyframes_dir) as staging:
-        for plan, frame in zip(plans, rendered):
-            (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
-            (staging / artifacts.keyframe_background_path(plan.index).name).write_bytes(png_bytes(frame.background))
-            for character_id, mask in frame.masks.items():
-                (staging / artifacts.keyframe_mask_path(plan.index, character_id).name).write_bytes(png_bytes(mask))
-        layout = {"renderer": renderer.name, "keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths], "characters": sorted(f.masks)}
-                                for p, f in zip(plans, rendered)]}
-        (staging / artifacts.keyframe_layout_path.name).write_text(json.dumps(layout, indent=2), encoding="utf-8")
-    yield MaterializeResult(
-        metadata={
-            "keyframes": len(rendered),
-            "size": f"{manifest.width}x{manifest.height}",
-            "renderer": renderer.name,
-            "seed": shot.seed,
-            **model_calls_metadata(episode, "keyframes", shot.id, renderer.take_calls()),
-            "path": MetadataValue.path(str(artifacts.keyframes_dir)),
-            "contact_sheet": image_metadata(contact_sheet([f.image for f in rendered], tile_width=200)),
-        }
-    )
+    renderer = backends.keyframes_backend(placement_for_attempt(context, backends.device))
+    key = shot_stage_key("keyframes", episode, manifest, shot, backends, None)
+
+    def build():
+        plans = load_plans(artifacts.storyboard_dir)
+        references = {cid: read_rgb(episode.store.require(episode.character_dir(cid) / REFERENCE_VIEW,
+                                                          "character_bundles"))
+                      for cid in shot.characters}
+        rendered = [renderer.render(manifest, shot, plan, references) for plan in plans]
+        with episode.store.writing_dir(artifacts.keyframes_dir) as staging:
+            for plan, frame in zip(plans, rendered):
+                (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
+                (staging / artifacts.keyframe_background_path(plan.index).name).write_bytes(png_bytes(frame.background))
+                for character_id, mask in frame.masks.items():
+                    (staging / artifacts.keyframe_mask_path(plan.index, character_id).name).write_bytes(png_bytes(mask))
+            layout = {"renderer": renderer.name,
+                      "keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths],
+                                     "characters": sorted(f.masks)} for p, f in zip(plans, rendered)]}
+            (staging / artifacts.keyframe_layout_path.name).write_text(json.dumps(layout, indent=2), encoding="utf-8")
+        return model_calls_metadata(episode, "keyframes", shot.id, renderer.take_calls())
+
+    outcome = cached(context, store, key, artifacts.directory, STAGES["keyframes"].paths(artifacts), build)
+    images = artifacts.keyframe_images()
+    yield cached_result(outcome, {
+        "keyframes": len(images),
+        "size": f"{manifest.width}x{manifest.height}",
+        "renderer": artifacts.keyframe_layout()["renderer"],
+        "seed": shot.seed,
+        **(outcome.value or {}),
+        "path": MetadataValue.path(str(artifacts.keyframes_dir)),
+        "contact_sheet": image_metadata(contact_sheet(images, tile_width=200)),
+    })
 
 
 @partitioned_check(keyframes, shot_partitions, blocking=True)

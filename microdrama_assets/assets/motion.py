@@ -4,19 +4,22 @@ with the characters and the set moving apart (parallax)."""
 import json
 
 import numpy as np
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue, asset
 
+from ..execution import GPU_POOL, GPU_STEP_TAGS, MODEL_RETRY_POLICY, placement_for_attempt
 from ..artifacts import ShotArtifacts, read_gray, read_rgb
+from ..cache import STAGES, shot_stage_key
 from ..media.manifest import FPS
 from ..media.motion import KeyframeLayers, camera_zoom, track_points
 from ..media.video_io import write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
-from .common import GPU_POOL, exactly, model_calls_metadata, shot_context
+from .common import cached, cached_result, code_version, exactly, model_calls_metadata, shot_context
 from .keyframes import keyframes
 
 
-@asset(partitions_def=shot_partitions, group_name="motion", deps=[keyframes], output_required=False, pool=GPU_POOL)
+@asset(partitions_def=shot_partitions, group_name="motion", deps=[keyframes], output_required=False,
+       code_version=code_version("clip"), pool=GPU_POOL, op_tags=GPU_STEP_TAGS, retry_policy=MODEL_RETRY_POLICY)
 def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings,
               encode: EncodeSettings):
     """The shot at 30 fps (exactly the manifest's frame count), plus where each mouth is on every frame."""
@@ -24,28 +27,30 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
     if located is None:
         return
     episode, manifest, shot, artifacts = located
-    episode.store.require(artifacts.keyframes_dir, "keyframes")
-    images = artifacts.keyframe_images()
-    layout = artifacts.keyframe_layout()
-    mover = backends.motion_backend()
-    frames = exactly(mover.frames(images, shot.camera, shot.frames, shot.seed, _keyframe_layers(artifacts, layout)),
-                     shot.frames, f"shot {shot.id} motion")
-    with episode.store.writing_dir(artifacts.clip_dir) as staging:
-        written = write_mezzanine(staging / artifacts.clip.name, frames, manifest.width, manifest.height,
-                                  encode.mezzanine())
-        (staging / artifacts.clip_track.name).write_text(
-            json.dumps({"mouths": _mouth_tracks(shot, layout, manifest.width, manifest.height)}), encoding="utf-8")
-    yield MaterializeResult(
-        metadata={
-            "frames": written,
-            "duration_s": round(written / FPS, 3),
-            "camera": shot.camera.value,
-            "motion_backend": mover.name,
-            **model_calls_metadata(episode, "shot_clip", shot.id, mover.take_calls()),
-            "bytes": artifacts.clip.stat().st_size,
-            "path": MetadataValue.path(str(artifacts.clip)),
-        }
-    )
+    mover = backends.motion_backend(placement_for_attempt(context, backends.device))
+    key = shot_stage_key("clip", episode, manifest, shot, backends, encode)
+
+    def build():
+        images = artifacts.keyframe_images()
+        layout = artifacts.keyframe_layout()
+        frames = exactly(mover.frames(images, shot.camera, shot.frames, shot.seed, _keyframe_layers(artifacts, layout)),
+                         shot.frames, f"shot {shot.id} motion")
+        with episode.store.writing_dir(artifacts.clip_dir) as staging:
+            write_mezzanine(staging / artifacts.clip.name, frames, manifest.width, manifest.height, encode.mezzanine())
+            (staging / artifacts.clip_track.name).write_text(
+                json.dumps({"mouths": _mouth_tracks(shot, layout, manifest.width, manifest.height)}), encoding="utf-8")
+        return model_calls_metadata(episode, "shot_clip", shot.id, mover.take_calls())
+
+    outcome = cached(context, store, key, artifacts.directory, STAGES["clip"].paths(artifacts), build)
+    yield cached_result(outcome, {
+        "frames": shot.frames,  # counted as they were written (``exactly``)
+        "duration_s": round(shot.frames / FPS, 3),
+        "camera": shot.camera.value,
+        "motion_backend": mover.name,
+        **(outcome.value or {}),
+        "bytes": artifacts.clip.stat().st_size,
+        "path": MetadataValue.path(str(artifacts.clip)),
+    })
 
 
 def _keyframe_layers(artifacts: ShotArtifacts, layout: dict) -> list[KeyframeLayers]:

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 from dagster import AssetExecutionContext, DataVersion, Failure, MaterializeResult, MetadataValue, asset
 
+from ..execution import GPU_POOL, GPU_STEP_TAGS, MODEL_RETRY_POLICY, placement_for_attempt
 from ..artifacts import CHARACTER_DESCRIPTOR, read_rgb, shared_bundle_dir
 from ..casting import CastingError, cast_for_episode, remember_series_cast
 from ..media.characters import build_character_bundle, bundle_version
@@ -14,22 +15,23 @@ from ..media.manifest import manifest_json_schema, with_presets
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions, shot_slot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import GPU_POOL, episode_artifacts, model_calls_metadata, image_metadata, png_bytes
+from .common import episode_artifacts, model_calls_metadata, image_metadata, png_bytes
 
 
-@asset(partitions_def=episode_partitions, group_name="planning", pool=GPU_POOL)
+@asset(partitions_def=episode_partitions, group_name="planning", pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
+       retry_policy=MODEL_RETRY_POLICY)
 def episode_manifest(
     context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings
 ) -> MaterializeResult:
     """The shot list for an episode, planned from its logline request; validated against the pydantic schema."""
     episode = episode_artifacts(context, store)
     request = episode.store.read_json(episode.request, "an episode request (microdrama episode / the loglines sensor)")
-    planner = backends.planner_backend()
+    planner = backends.planner_backend(placement_for_attempt(context, backends.device))
     series = request.get("series")
     try:
         cast = cast_for_episode(episode.store, request.get("cast") or [], series)
     except CastingError as exc:
-        raise Failure(f"episode {episode.episode_id}: {exc}") from None
+        raise Failure(f"episode {episode.episode_id}: {exc}", allow_retries=False) from None
     manifest = with_presets(planner.plan(request["logline"], episode.episode_id, request["shots"], request["seed"],
                                          request["duration_s"], cast=cast),
                             request.get("caption_style"), request.get("lighting"))
@@ -78,7 +80,7 @@ def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResour
     for character in manifest.characters:
         version = bundle_version(character)
         shared = shared_bundle_dir(episode.store, character.id, version)
-        if (shared / CHARACTER_DESCRIPTOR).is_file():
+        if episode.store.available(shared / CHARACTER_DESCRIPTOR):
             reused.append(character.id)
         else:
             bundle = build_character_bundle(character)

@@ -410,6 +410,7 @@ class RifeInterpolation:
     def frames(self, keyframes: Sequence[np.ndarray], camera: CameraMove, n_frames: int, seed: int,
                layers: Sequence[KeyframeLayers] | None = None) -> Iterator[np.ndarray]:
         check_shot(keyframes, n_frames, layers)
+        batch_size = max(1, BATCH_SIZE // self.settings.batch_divisor)
         model_dir, net = self._model()
         param = next(net.parameters())
         positions = shot_positions(n_frames, len(keyframes))
@@ -424,12 +425,12 @@ class RifeInterpolation:
             weights_sha256=weights_sha256(model_dir / CHECKPOINT), device=str(param.device), seed=seed, prompt="",
             params={"frames": n_frames, "size": [width, height], "keyframes": len(keyframes),
                     "keyframe_frames": keyframe_times(n_frames, len(keyframes)), "camera": camera.value,
-                    "in_betweens": sum(per_pair), "batch_size": BATCH_SIZE,
-                    "network_calls": sum(math.ceil(count / BATCH_SIZE) for count in per_pair) * (1 + plates_differ),
+                    "in_betweens": sum(per_pair), "batch_size": batch_size,
+                    "network_calls": sum(math.ceil(count / batch_size) for count in per_pair) * (1 + plates_differ),
                     "working_size": list(working_size(width, height, net.multiple)),
                     "scales": list(net.config.scales), "dtype": str(param.dtype).removeprefix("torch."),
                     "parallax": layers is not None, "architecture": asdict(net.config)}))
-        return _stream(net, keyframes, camera, n_frames, seed, layers, BATCH_SIZE)
+        return _stream(net, keyframes, camera, n_frames, seed, layers, batch_size)
 
     def take_calls(self) -> list[ModelCall]:
         calls, self._calls = self._calls, []

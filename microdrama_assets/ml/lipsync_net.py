@@ -334,7 +334,8 @@ class Wav2LipSync:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.dtype = pick_dtype(self.device)
-        self.batch_size = batch_size or DEFAULT_BATCH.get(self.device.type, DEFAULT_BATCH["cpu"])
+        self.batch_size = batch_size or max(1, DEFAULT_BATCH.get(self.device.type, DEFAULT_BATCH["cpu"])
+                                            // settings.batch_divisor)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         self._calls: list[ModelCall] = []

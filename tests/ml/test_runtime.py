@@ -71,3 +71,14 @@ def test_the_steps_that_may_run_a_model_share_the_gpu_pool():
     graph = defs.resolve_asset_graph()
     pooled = {key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).pools == {"gpu"}}
     assert pooled == {"episode_manifest", "keyframes", "shot_clip", "dialogue_audio", "composited_shot"}
+
+
+def test_a_retry_after_the_gpu_ran_out_of_memory_moves_the_backend_and_shrinks_its_batch(tmp_path):
+    from microdrama_assets.execution import ModelPlacement
+    from microdrama_assets.ml.lipsync_net import DEFAULT_BATCH
+    from microdrama_assets.resources import BackendSettings
+
+    settings = BackendSettings(lipsync="wav2lip", lipsync_model=str(tmp_path), device="auto")
+    assert settings.lipsync_backend().settings.batch_divisor == 1
+    moved = settings.lipsync_backend(ModelPlacement("cpu", 2))
+    assert moved.device.type == "cpu" and moved.batch_size == DEFAULT_BATCH["cpu"] // 2
