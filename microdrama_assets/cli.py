@@ -13,6 +13,7 @@ from .episodes import BadRequest, Presets, check_options, clean_logline, episode
 from .media.hls import video_codecs
 from .media.manifest import FPS, InvalidId, ManifestError, check_id
 from .publishing import open_object_store
+from .cache import ArtifactCache
 from .resources import ArtifactStoreResource
 from .storage import ArtifactStore, StorageError, default_data_root
 
@@ -40,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
                                                     "FFmpeg reads), looped or trimmed to the episode, ducked")
     rerender = commands.add_parser("rerender", help="re-render shots of an episode and re-assemble it")
     stills = commands.add_parser("stills", help="write a keyframe contact sheet and frame grabs of a made episode")
+    prune = commands.add_parser("prune-cache", help="remove cached stage results (cache/ under the data root) that "
+                                                    "no run has made or restored for a while")
+    prune.add_argument("--older-than-days", type=float, default=30.0,
+                       help="remove entries unused for this many days (default 30)")
     stills.add_argument("episode_id")
     stills.add_argument("--out", type=Path, help="folder for the JPEGs (default: the episode's stills/ folder)")
     for command in (episode, rerender):
@@ -58,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     store = ArtifactStoreResource(root=default_data_root()).store()
+    if args.command == "prune-cache":
+        return _prune_cache(store, args.older_than_days)
     try:
         if args.command == "episode":
             logline = clean_logline(args.logline)
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import DagsterError
     from .runner import EpisodeRunner, PipelineFailed, instance_for
 
-    runner = EpisodeRunner(store.root, instance_for(Path.cwd()), workers=args.workers, video_codecs=codecs,
+    runner = EpisodeRunner(default_data_root(), instance_for(Path.cwd()), workers=args.workers, video_codecs=codecs,
                            publish_to=args.publish_to,
                            progress=lambda message: print(f"microdrama: {message}", flush=True))
     try:
@@ -100,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"microdrama: error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 1
     print(playlist)
+    return 0
+
+
+def _prune_cache(store: ArtifactStore, older_than_days: float) -> int:
+    if not older_than_days >= 0:
+        print(f"microdrama: error: --older-than-days must be 0 or more, got {older_than_days}", file=sys.stderr)
+        return 2
+    removed = ArtifactCache(store).prune(older_than_days * 86400)
+    print(f"microdrama: removed {removed} cache entries unused for {older_than_days:g} days")
     return 0
 
 

@@ -50,3 +50,17 @@ def test_rerender_of_unknown_episode_fails_cleanly(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "never-made" in result.stderr and "episode_manifest" in result.stderr
+
+
+def test_prune_cache_removes_only_entries_unused_for_longer_than_asked(tmp_path):
+    cache = tmp_path / "microdrama_data" / "cache" / "voice"
+    for name, age_days in (("old", 40), ("recent", 2)):
+        (cache / name).mkdir(parents=True)
+        entry = cache / name / "entry.json"
+        entry.write_text("{}")
+        stamp = entry.stat().st_mtime - age_days * 86400
+        os.utime(entry, (stamp, stamp))
+    result = _cli("prune-cache", "--older-than-days", "30", cwd=tmp_path)
+    assert result.returncode == 0 and "removed 1 cache entries" in result.stdout
+    assert not (cache / "old").exists() and (cache / "recent" / "entry.json").exists()
+    assert _cli("prune-cache", "--older-than-days", "-1", cwd=tmp_path).returncode == 2
