@@ -28,12 +28,13 @@ DEFAULT_LOGLINE = "A barista discovers a mysterious locket that signals danger."
 TARGET_S, TARGET_MB = 90.0, 2048.0
 
 
-def step_seconds(instance: DagsterInstance) -> dict[str, float]:
-    """Wall time per step key, summed over every run on the instance (start to success)."""
+def step_seconds(instance: DagsterInstance, run_ids: list[str] | None = None) -> dict[str, float]:
+    """Wall time per step key, summed over the runs ``run_ids`` (default: every run on the instance), start to
+    success."""
     totals: dict[str, float] = defaultdict(float)
-    for run in instance.get_runs():
+    for run_id in [run.run_id for run in instance.get_runs()] if run_ids is None else run_ids:
         started = {}
-        for record in instance.all_logs(run.run_id):
+        for record in instance.all_logs(run_id):
             event = record.dagster_event
             if event is None:
                 continue

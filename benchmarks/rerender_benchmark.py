@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
@@ -33,35 +33,25 @@ from microdrama_assets.artifacts import EpisodeArtifacts
 from microdrama_assets.media.validate import validate_package
 from microdrama_assets.runner import EpisodeRunner, instance_for
 
-DEFAULT_LOGLINE = "A barista discovers a mysterious locket that signals danger."
+from episode_benchmark import DEFAULT_LOGLINE, step_seconds  # beside this script
+
 EPISODE = "benchmark"
 EDIT_TARGET, NOOP_TARGET = 0.30, 0.05
 
 
 def phase_report(instance: DagsterInstance, known_runs: set[str]) -> tuple[dict[str, float], Counter]:
     """Step seconds (summed over shots) and cache outcomes per stage of the runs not in ``known_runs``."""
-    seconds: dict[str, float] = defaultdict(float)
+    new_runs = [run.run_id for run in instance.get_runs() if run.run_id not in known_runs]
+    known_runs.update(new_runs)
     outcomes: Counter = Counter()
-    for run in instance.get_runs():
-        if run.run_id in known_runs:
-            continue
-        known_runs.add(run.run_id)
-        started = {}
-        for record in instance.all_logs(run.run_id):
-            event = record.dagster_event
-            if event is None:
-                continue
-            if event.event_type == DagsterEventType.STEP_START:
-                started[event.step_key] = record.timestamp
-            elif event.event_type == DagsterEventType.STEP_SUCCESS and event.step_key in started:
-                seconds[event.step_key] += record.timestamp - started[event.step_key]
-            elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                materialization = event.event_specific_data.materialization
-                status = materialization.metadata.get("cache")
-                if status is not None:
-                    source = materialization.metadata["cache_source"].value
-                    outcomes[(materialization.asset_key.path[-1], f"{status.value} ({source})")] += 1
-    return dict(seconds), outcomes
+    for run_id in new_runs:
+        for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+            materialization = record.event_log_entry.dagster_event.event_specific_data.materialization
+            status = materialization.metadata.get("cache")
+            if status is not None:
+                source = materialization.metadata["cache_source"].value
+                outcomes[(materialization.asset_key.path[-1], f"{status.value} ({source})")] += 1
+    return step_seconds(instance, new_runs), outcomes
 
 
 def edit_manifest(episode: EpisodeArtifacts, edit) -> str:
