@@ -537,11 +537,11 @@ def episode_audio_sources(episode: EpisodeArtifacts, manifest: EpisodeManifest) 
     music = None
     if name:
         music = episode.input_file(name)
-        if not music.is_file():
-            raise AudioFileError(f"{music}: no such file")
+        if not episode.store.available(music):
+            raise AudioFileError(f"{episode.store.location_of(music)}: no such file")
     wanted = cues_in(manifest)
-    library = {cue: path for cue, path in sfx_library_files(episode.store.path("sounds", "sfx")).items()
-               if cue in wanted}
+    library_dir = episode.store.mirror_folder(episode.store.path("sounds", "sfx"))
+    library = {cue: path for cue, path in sfx_library_files(library_dir).items() if cue in wanted}
     return music, library
 
 

@@ -98,21 +98,6 @@ def _episode_lines(episode: EpisodeArtifacts, manifest: EpisodeManifest) -> list
     return lines
 
 
-def _music_path(episode: EpisodeArtifacts) -> Path | None:
-    """The request's own music file (copied into the episode's inputs), or None for the procedural bed."""
-    request = episode.store.read_json(episode.request, "an episode request")
-    name = request.get("music")
-    if not name:
-        return None
-    try:
-        path = episode.input_file(name)
-    except StorageError as exc:
-        raise Failure(f"request.json names the music file {name!r}, which is not a plain file name: {exc}") from None
-    if not episode.store.available(path):
-        raise Failure(f"episode {episode.episode_id}: {episode.store.location_of(path)}: no such file")
-    return path
-
-
 def _sound_plan(layer: SfxLayer, music_file: str | None, library_files: dict[str, Path]) -> dict:
     return {
         "music": {"source": "file", "file": music_file} if music_file else {"source": "procedural"},
@@ -137,16 +122,16 @@ def episode_audio(context: AssetExecutionContext, store: ArtifactStoreResource) 
         if len(samples) != shot.frames * SAMPLES_PER_FRAME:
             raise Failure(f"shot {shot.id}: dialogue audio is out of date with the manifest; re-render the shot")
         parts.append(samples)
-    library_dir = episode.store.mirror_folder(episode.store.path("sounds", "sfx"))
+    try:
+        music_path, library_files = episode_audio_sources(episode, manifest)  # also fetches the SFX library
+        key = episode_stage_key("episode_audio", episode, manifest, None)
+    except (AudioFileError, StorageError) as exc:
+        raise Failure(f"episode {episode.episode_id}: {exc}") from None
+    library_dir = episode.store.path("sounds", "sfx")
     if library_dir.is_dir():
         strays = sorted(p.name for p in library_dir.iterdir() if not p.name.startswith(".") and p.stem not in CUES)
         if strays:
             context.log.warning(f"{library_dir}: {', '.join(strays)} name no SFX cue and are not used")
-    try:
-        music_path, library_files = episode_audio_sources(episode, manifest)
-        key = episode_stage_key("episode_audio", episode, manifest, None)
-    except (AudioFileError, StorageError) as exc:
-        raise Failure(f"episode {episode.episode_id}: {exc}") from None
     outcome = cached(context, store, key, episode.directory, STAGES["episode_audio"].paths(episode),
                      lambda: _mix_episode(episode, manifest, np.concatenate(parts), music_path, library_files))
     mix = read_wav(episode.mix_wav)
