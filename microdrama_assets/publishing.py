@@ -30,6 +30,7 @@ import m3u8
 from boto3.s3.transfer import TransferConfig
 
 from .media.hls import MASTER_PLAYLIST
+from .storage import sha256_of
 from .media.manifest import check_id
 
 DELIVERY_JSON = "delivery.json"
@@ -224,11 +225,7 @@ def content_version(files: dict[str, Path]) -> str:
     digest = hashlib.sha256()
     for key in sorted(files):
         digest.update(key.encode("utf-8") + b"\0")
-        content = hashlib.sha256()
-        with files[key].open("rb") as handle:  # in chunks: the download can be hundreds of megabytes
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                content.update(chunk)
-        digest.update(content.digest())
+        digest.update(bytes.fromhex(sha256_of(files[key])))
     return digest.hexdigest()[:16]
 
 

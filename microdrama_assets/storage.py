@@ -226,7 +226,8 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:  # in chunks: media files can be hundreds of megabytes
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -422,7 +423,7 @@ class S3ArtifactStore(ArtifactStore):
                     raise _Superseded(key) from exc
                 raise
         self._call("downloading", key, download)
-        if expected_sha256 is not None and _sha256(target) != expected_sha256:
+        if expected_sha256 is not None and sha256_of(target) != expected_sha256:
             raise _Superseded(key)
 
     def _fetch_file(self, local: Path, key: str, size: int, expected_sha256: str | None) -> None:
@@ -507,7 +508,7 @@ class S3ArtifactStore(ArtifactStore):
         key = self.prefix + "/".join(parts)
         with super().writing(path) as tmp:
             yield tmp
-            self._upload(tmp, key, {"sha256": _sha256(tmp)})
+            self._upload(tmp, key, {"sha256": sha256_of(tmp)})
             head = self._head(key)
             if head is None:
                 raise TransferError(f"s3://{self.bucket}/{key} is not there right after its upload")
@@ -527,7 +528,7 @@ class S3ArtifactStore(ArtifactStore):
     def _upload_dir(self, staging: Path, key: str) -> str:
         files = {file.relative_to(staging).as_posix(): file for file in sorted(staging.rglob("*")) if file.is_file()}
         with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
-            digests = dict(zip(files, pool.map(_sha256, files.values()), strict=True))
+            digests = dict(zip(files, pool.map(sha256_of, files.values()), strict=True))
         entries = {relative: {"size": files[relative].stat().st_size, "sha256": digests[relative]}
                    for relative in files}
         generation = hashlib.sha256(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest()[:20]
