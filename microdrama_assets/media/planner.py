@@ -983,6 +983,13 @@ def estimate_dialogue_s(dialogue: list[DialogueLine], characters: list[Character
     return SPEECH_MARGIN * (LEAD_IN_S + speech + LINE_GAP_S * (len(dialogue) - 1) + TAIL_S)
 
 
+def within_longest_shot(dialogue: list[DialogueLine], characters: list[Character]) -> list[DialogueLine]:
+    """The dialogue without the replies that even the longest shot (20 s) could not hold."""
+    while dialogue and estimate_dialogue_s(dialogue, characters) * FPS > MAX_SHOT_FRAMES:
+        dialogue = dialogue[:-1]
+    return dialogue
+
+
 def _allocate_frames(beats: list[Beat], target_s: float, rng: random.Random) -> list[int]:
     """Whole-frame durations summing to the target, weighted by beat with a little seeded variation."""
     weights = [_BEAT_WEIGHT[b.value] * rng.uniform(0.88, 1.12) for b in beats]
@@ -1201,8 +1208,7 @@ def plan_episode(
             dialogue = dialogue[:-1]
         if beat in beats[:index] and estimate_dialogue_s(dialogue, characters) * FPS > shot_frames:
             dialogue = []
-        while dialogue and estimate_dialogue_s(dialogue, characters) * FPS > MAX_SHOT_FRAMES:
-            dialogue = dialogue[:-1]
+        dialogue = within_longest_shot(dialogue, characters)
         shot_frames = max(shot_frames, math.ceil(estimate_dialogue_s(dialogue, characters) * FPS))
         duration_s = shot_frames / FPS
 

@@ -27,7 +27,8 @@ from ..backends import ModelSettings
 from ..media.manifest import (FPS, MAX_CHARACTERS, Beat, Character, DialogueLine, EpisodeManifest, check_id,
                               validation_problems)
 from ..media.planner import (LEAD_IN_S, MAX_SHOT_FRAMES, MIN_SHOT_FRAMES, SPEECH_MARGIN, TAIL_S, arc_beats,
-                             clean_logline, detect_language, dress_characters, estimate_dialogue_s, shot_seed)
+                             clean_logline, detect_language, dress_characters, estimate_dialogue_s, shot_seed,
+                             within_longest_shot)
 from ..media.storyboard import stable_seed
 from .json_decoding import NOT_PINNED, DecodingBudgetExceeded, SchemaDecoder, Steering, TokenTable
 from .runtime import load_once, pick_device, pick_dtype, require_model, seeded_generator
@@ -240,8 +241,9 @@ def assemble(draft: dict, request: Request) -> tuple[EpisodeManifest | None, lis
 
     shots = []
     for index, drafted in enumerate(draft["shots"]):
+        lines = [DialogueLine(**{**line, "speaker": renamed[line["speaker"]]}) for line in drafted["dialogue"]]
         shot = {**drafted, "characters": [renamed[c] for c in drafted["characters"]],
-                "dialogue": [{**line, "speaker": renamed[line["speaker"]]} for line in drafted["dialogue"]],
+                "dialogue": [line.model_dump() for line in within_longest_shot(lines, characters)],
                 "seed": shot_seed(request.seed, index)}
         shots.append(shot)
     frames, timing_problem = _fit_frames(shots, characters, request.duration_s)
@@ -273,16 +275,12 @@ def _repeats(values: list[str], what: str) -> list[str]:
 
 
 def _fit_frames(shots: list[dict], characters: list[Character], target_s: float) -> tuple[list[int], str | None]:
-    """Whole-frame durations that sum to the target: each shot gets the time its dialogue needs (replies a
-    20-s shot could not hold are dropped first), the rest is shared in proportion to the durations the model
-    chose. Dialogue that needs more than the target allows (plus 10 %) is a problem for the model."""
-    needs = []
-    for shot in shots:
-        lines = [DialogueLine(**line) for line in shot["dialogue"]]
-        while lines and estimate_dialogue_s(lines, characters) * FPS > MAX_SHOT_FRAMES:
-            lines = lines[:-1]
-        shot["dialogue"] = [line.model_dump() for line in lines]
-        needs.append(max(MIN_SHOT_FRAMES, math.ceil(estimate_dialogue_s(lines, characters) * FPS)))
+    """Whole-frame durations that sum to the target: each shot gets the time its dialogue needs, the rest is
+    shared in proportion to the durations the model chose. Dialogue that needs more than the target allows (plus
+    10 %) is a problem for the model."""
+    needs = [max(MIN_SHOT_FRAMES, math.ceil(estimate_dialogue_s([DialogueLine(**line) for line in shot["dialogue"]],
+                                                                characters) * FPS))
+             for shot in shots]
     target = round(target_s * FPS)
     if sum(needs) > target * _OVERRUN:
         heavy = max(range(len(shots)), key=lambda i: needs[i])
