@@ -206,7 +206,8 @@ class SchemaDecoder:
         high = node.get("maximum", node.get("exclusiveMaximum", low + 100))
         step = {**node, **self.steer.limits(path, self.doc)}.get("multipleOf", 1 if node["type"] == "integer" else 0.5)
         grid = [round(low + i * step, 6) for i in range(int(math.floor((high - low) / step + 1e-9)) + 1)]
-        grid = [g for g in grid if g <= high and ("exclusiveMaximum" not in node or g < node["exclusiveMaximum"])]
+        grid = [g for g in grid if g <= high and ("exclusiveMaximum" not in node or g < node["exclusiveMaximum"])
+                and ("exclusiveMinimum" not in node or g > node["exclusiveMinimum"])]
         text = self._choose([str(int(g)) if node["type"] == "integer" else f"{g:g}" for g in grid])
         return int(text) if node["type"] == "integer" else float(text)
 

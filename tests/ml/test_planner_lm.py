@@ -156,6 +156,7 @@ def test_the_decoder_keeps_to_enums_grids_lengths_and_counts(tiny_lm):
     schema = {"type": "object", "properties": {
         "mood": {"enum": ["calm", "tense", "eerie"], "type": "string"},
         "take": {"type": "integer", "minimum": 1, "maximum": 4},
+        "gain": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3},
         "speed": {"type": "number", "minimum": 1.0, "maximum": 3.0, "multipleOf": 0.5},
         "words": {"type": "array", "minItems": 1, "maxItems": 3,
                   "items": {"type": "string", "minLength": 2, "maxLength": 7}},
@@ -167,6 +168,7 @@ def test_the_decoder_keeps_to_enums_grids_lengths_and_counts(tiny_lm):
         doc = decoder.decode(model, tokenizer.encode("JSON:"), seeded_generator(torch.device("cpu"), seed))
         assert doc["mood"] in {"calm", "tense", "eerie"}
         assert doc["take"] in {1, 2, 3, 4}
+        assert doc["gain"] in {1, 2}
         assert doc["speed"] in {1.0, 1.5, 2.0, 2.5, 3.0}
         assert 1 <= len(doc["words"]) <= 3 and all(2 <= len(w) <= 7 for w in doc["words"])
         assert isinstance(doc["flag"], bool)
