@@ -26,6 +26,7 @@ from .definitions import make_definitions
 from .episodes import Presets, write_request
 from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
 from .media.hls import MASTER_PLAYLIST
+from .media.manifest import EpisodeManifest
 from .partitions import episode_partitions, shot_partition_key, shot_slot_partitions
 from .resources import ArtifactStoreResource
 
@@ -109,18 +110,19 @@ class EpisodeRunner:
         return self.render_and_assemble(episode_id, manifest.shot_ids)
 
     def render_and_assemble(self, episode_id: str, shot_ids: list[str]) -> Path:
-        manifest = EpisodeArtifacts(self.store, episode_id).manifest()
+        episode = EpisodeArtifacts(self.store, episode_id)
+        manifest = episode.manifest()
         shot_ids = list(dict.fromkeys(shot_ids))  # the same shot twice would race itself
         for shot_id in shot_ids:
             manifest.shot(shot_id)  # unknown shots fail here, before anything runs
         # The data may outlive the instance (a new DAGSTER_HOME, another machine): register its partitions.
         self._ensure_partitions(episode_partitions.name, [episode_id])
         self._ensure_partitions(shot_slot_partitions.name, manifest.shot_ids)
-        stale_shots = self._stale_shots(episode_id, shot_ids)
+        stale_shots = self._stale_shots(episode, manifest, shot_ids)
         self._render_shots(episode_id, stale_shots)
-        playlist = EpisodeArtifacts(self.store, episode_id).hls_dir / MASTER_PLAYLIST
+        playlist = episode.hls_dir / MASTER_PLAYLIST
         if not stale_shots:
-            stage = self._stale_episode_stage(episode_id)
+            stage = self._stale_episode_stage(episode, manifest)
             if stage is None:
                 self.progress(f"{episode_id}: published and up to date; nothing to assemble")
                 return playlist
@@ -131,11 +133,9 @@ class EpisodeRunner:
                 self.progress(f"published: {event.materialization.metadata['master_url'].value}")
         return playlist
 
-    def _stale_shots(self, episode_id: str, shot_ids: list[str]) -> list[str]:
+    def _stale_shots(self, episode: EpisodeArtifacts, manifest: EpisodeManifest, shot_ids: list[str]) -> list[str]:
         """The shots with a stage whose artifact is not its current key's output (a cheap check of records)."""
         resources = self.defs.resources
-        episode = EpisodeArtifacts(resources["store"].store(), episode_id)
-        manifest = episode.manifest()
         stale = []
         for shot_id in shot_ids:
             stage = stale_shot_stage(episode, manifest, manifest.shot(shot_id), resources["backends"],
@@ -147,11 +147,9 @@ class EpisodeRunner:
                 stale.append(shot_id)
         return stale
 
-    def _stale_episode_stage(self, episode_id: str) -> str | None:
-        resources = self.defs.resources
-        episode = EpisodeArtifacts(resources["store"].store(), episode_id)
-        publish = resources["publish"]
-        return stale_episode_stage(episode, episode.manifest(), resources["encode"], publish.object_store(),
+    def _stale_episode_stage(self, episode: EpisodeArtifacts, manifest: EpisodeManifest) -> str | None:
+        publish = self.defs.resources["publish"]
+        return stale_episode_stage(episode, manifest, self.defs.resources["encode"], publish.object_store(),
                                    publish.keep_versions)
 
     def _ensure_partitions(self, partitions_name: str, keys: list[str]) -> None:
