@@ -45,14 +45,20 @@ def step_seconds(instance: DagsterInstance, run_ids: list[str] | None = None) ->
     return dict(totals)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def episode_options(description: str) -> argparse.ArgumentParser:
+    """The options of an episode benchmark: the episode to make and how."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--logline", default=DEFAULT_LOGLINE)
     parser.add_argument("--shots", type=int, default=6)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--preset", default="final", choices=["final", "draft"])
-    parser.add_argument("--codecs", default="h264", help="video codecs of the ladder, comma-separated (h264, hevc, av1)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="shots rendered in parallel")
+    return parser
+
+
+def main() -> int:
+    parser = episode_options(__doc__.splitlines()[0])
+    parser.add_argument("--codecs", default="h264", help="video codecs of the ladder, comma-separated (h264, hevc, av1)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="microdrama-bench-") as workdir:

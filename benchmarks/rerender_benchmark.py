@@ -17,7 +17,6 @@ validated (the published package, and the edit present in it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -33,7 +32,7 @@ from microdrama_assets.artifacts import EpisodeArtifacts
 from microdrama_assets.media.validate import validate_package
 from microdrama_assets.runner import EpisodeRunner, instance_for
 
-from episode_benchmark import DEFAULT_LOGLINE, step_seconds  # beside this script
+from episode_benchmark import episode_options, step_seconds  # beside this script
 
 EPISODE = "benchmark"
 EDIT_TARGET, NOOP_TARGET = 0.30, 0.05
@@ -80,13 +79,7 @@ def new_line(manifest: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--logline", default=DEFAULT_LOGLINE)
-    parser.add_argument("--shots", type=int, default=6)
-    parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--preset", default="final", choices=["final", "draft"])
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="shots rendered in parallel")
-    args = parser.parse_args()
+    args = episode_options(__doc__.splitlines()[0]).parse_args()
 
     with tempfile.TemporaryDirectory(prefix="microdrama-rerender-") as workdir:
         os.environ["DAGSTER_HOME"] = str(Path(workdir) / "dagster_home")
