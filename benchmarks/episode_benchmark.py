@@ -1,4 +1,4 @@
-"""End-to-end benchmark: a logline to a playable, published HLS ladder through the asset graph.
+"""End-to-end benchmark: a logline to a playable HLS ladder (assembled, ready for review) through the asset graph.
 
 Prints wall time per stage (summed over shots), the total from logline to master playlist, and the process's
 peak resident memory. Targets (2-core machine): playable <= 90 s after the logline, peak memory <= 2 GB.

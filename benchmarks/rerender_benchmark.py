@@ -10,7 +10,7 @@ editing ``episodes/<id>/manifest.json`` the way a user would and re-rendering ev
 
 Targets: an edited shot re-renders in <= 30 % of the cold run, nothing changed in <= 5 %. Each phase prints its
 time, the ratio, the Dagster steps it ran and the cache hits and misses the assets reported; every result is
-validated (the published package, and the edit present in it).
+validated (the assembled package, ready for review, and the edit present in it).
 
     python benchmarks/rerender_benchmark.py [--shots 6] [--duration 30] [--preset final] [--workers N]
 """
@@ -104,7 +104,7 @@ def main() -> int:
             results.append((name, seconds, target, steps, outcomes))
             print(f"   {seconds:.2f} s", flush=True)
 
-        phase("cold: logline -> published ladder",
+        phase("cold: logline -> assembled ladder",
               lambda: runner.make_episode(EPISODE, args.logline, args.shots, seed=0, duration_s=args.duration), None)
         shots = episode.manifest().shot_ids
         rerender = lambda: runner.render_and_assemble(EPISODE, shots)  # noqa: E731
@@ -141,7 +141,7 @@ def main() -> int:
             for step, step_s in sorted(steps.items(), key=lambda item: -item[1]):
                 print(f"  {step:<40}{step_s:>7.2f}")
             if not steps:
-                print("  none (every shot and the published episode were current: key checks only)")
+                print("  none (every shot and the assembled package were current: key checks only)")
             for (asset, status), count in sorted(outcomes.items()):
                 print(f"  cache {asset:<32}{status:<22}x{count}")
     return 0

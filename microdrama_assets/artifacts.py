@@ -181,6 +181,26 @@ class EpisodeArtifacts:
         return self.directory / "poster.jpg"
 
     @property
+    def engagement_json(self) -> Path:
+        """What viewers did, by shot (engagement_metrics), and its retention curve beside it."""
+        return self.directory / "analytics" / "engagement.json"
+
+    @property
+    def retention_png(self) -> Path:
+        return self.directory / "analytics" / "retention.png"
+
+    @property
+    def suggestions_json(self) -> Path:
+        """Changes for the next episode and the planner guidance they add up to (next_episode_suggestions)."""
+        return self.directory / "analytics" / "suggestions.json"
+
+    @property
+    def preview_dir(self) -> Path:
+        """The fast draft preview (360x640 HLS that grows shot by shot; made in the plan run, before the full
+        render starts)."""
+        return self.directory / "preview"
+
+    @property
     def published_parts(self) -> list[str]:
         """What publishing uploads, relative to the episode directory."""
         return [self.hls_dir.name, self.master_mp4.name, self.poster.name, self.captions_vtt.name,

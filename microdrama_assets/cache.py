@@ -53,17 +53,18 @@ EPISODES_PREFIX = "episodes"  # publish_episode's default prefix
 # stage (or the media code it runs) changes its output, so earlier cache entries stop matching.
 STAGE_VERSIONS: dict[str, str] = {
     "storyboard": "1",
-    "keyframes": "1",
+    "keyframes": "2",
     "voice": "1",
     "clip": "1",
-    "composite": "1",
-    "renditions": "1",
+    "composite": "2",
+    "renditions": "2",
     "episode_audio": "1",
     "captions": "1",
-    "master": "1",
-    "hls": "1",
-    "delivery": "1",
+    "master": "2",
+    "hls": "2",
+    "delivery": "2",
     "published": "1",
+    "preview": "1",
 }
 
 # The model-backend settings each stage's output depends on (besides ``device``).
@@ -471,7 +472,9 @@ def keyframes_key(episode: EpisodeArtifacts, manifest: EpisodeManifest, shot: Sh
     return CacheKey("keyframes", {
         "storyboard": identity("storyboard", episode.shot(shot.id)), "shot": _picture(shot),
         "characters": [_look(c) for c in shown], "bundles": {c.id: bundle_identity(episode, c.id) for c in shown},
-        "frame": _frame_size(manifest), "backend": backend})
+        "frame": _frame_size(manifest), "backend": backend,
+        # The pixels carry the episode's watermark: another episode's identical shot is not the same keyframes.
+        "watermark": episode.episode_id})
 
 
 def voice_key(manifest: EpisodeManifest, shot: Shot, backend: dict) -> CacheKey:
@@ -495,7 +498,8 @@ def composite_key(episode: EpisodeArtifacts, manifest: EpisodeManifest, shot: Sh
     artifacts = episode.shot(shot.id)
     return CacheKey("composite", {
         "clip": identity("clip", artifacts), "dialogue": identity("voice", artifacts), "mood": shot.mood.value,
-        "caption_style": manifest.caption_style.value, "frames": shot.frames, "frame": _frame_size(manifest),
+        "caption_style": manifest.caption_style.value, "ai_label": manifest.ai_label, "frames": shot.frames,
+        "frame": _frame_size(manifest),
         "backend": backend, "mezzanine": mezzanine})
 
 
@@ -546,8 +550,9 @@ def episode_audio_sources(episode: EpisodeArtifacts, manifest: EpisodeManifest) 
 
 
 def episode_stage_key(stage: str, episode: EpisodeArtifacts, manifest: EpisodeManifest, encode: Any,
-                      publish_location: str = "", keep_versions: int = 0) -> CacheKey:
-    """The key of one episode stage (see ``shot_stage_key``)."""
+                      publish_location: str = "", keep_versions: int = 0, signer: str = "") -> CacheKey:
+    """The key of one episode stage (see ``shot_stage_key``). ``signer`` names the C2PA signing identity (empty:
+    unsigned): the master, the package's sidecars and the poster carry its signature."""
     shots = manifest.shots
     if stage == "episode_audio":
         music, library = episode_audio_sources(episode, manifest)
@@ -561,17 +566,19 @@ def episode_stage_key(stage: str, episode: EpisodeArtifacts, manifest: EpisodeMa
                                 "dialogue": {s.id: identity("voice", episode.shot(s.id)) for s in shots}})
     if stage == "master":
         return CacheKey(stage, {"shots": [[s.id, s.frames, identity("composite", episode.shot(s.id))] for s in shots],
-                                "audio": identity("episode_audio", episode)})
+                                "audio": identity("episode_audio", episode), "signer": signer})
     if stage == "hls":
         return CacheKey(stage, {
             "shots": [[s.id, manifest.start_frame(s.id), s.frames, identity("renditions", episode.shot(s.id))]
                       for s in shots],
             "audio": identity("episode_audio", episode), "captions": identity("captions", episode),
-            "variants": list(encode.variants()), "segment_s": encode.segment_seconds, "language": manifest.language})
+            "variants": list(encode.variants()), "segment_s": encode.segment_seconds, "language": manifest.language,
+            "signer": signer})
     if stage == "delivery":
         return CacheKey(stage, {
             "manifest": manifest, "hls": identity("hls", episode), "master": identity("master", episode),
-            "captions": identity("captions", episode), "poster": identity("keyframes", episode.shot(shots[0].id))})
+            "captions": identity("captions", episode), "poster": identity("keyframes", episode.shot(shots[0].id)),
+            "signer": signer})
     if stage == "published":
         return CacheKey(stage, {
             "parts": {part: identity(part, episode) for part in ("hls", "master", "captions", "delivery")},
@@ -594,12 +601,12 @@ def stale_shot_stage(episode: EpisodeArtifacts, manifest: EpisodeManifest, shot:
 
 
 def stale_episode_stage(episode: EpisodeArtifacts, manifest: EpisodeManifest, encode: Any, objects: ObjectStore,
-                        keep_versions: int) -> str | None:
+                        keep_versions: int, signer: str = "") -> str | None:
     """The first episode stage (mix to publish) that is not current (None: the published episode is)."""
     cache = ArtifactCache(episode.store)
     for stage in EPISODE_STAGE_ORDER:
         try:
-            key = episode_stage_key(stage, episode, manifest, encode, objects.location, keep_versions)
+            key = episode_stage_key(stage, episode, manifest, encode, objects.location, keep_versions, signer)
         except (StorageError, AudioFileError, OSError):
             return stage
         record = cache.current(key, episode.directory, STAGES[stage].paths(episode))

@@ -8,9 +8,11 @@ from dagster import Definitions
 
 from .assets import ALL_ASSETS, ASSET_CHECKS
 from .execution import executor_named
-from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
-from .resources import ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, default_data_root
-from .sensors import LoglineInbox, assembly_sensor, logline_sensor, shot_fanout_sensor
+from .jobs import (analyze_engagement_job, assemble_episode_job, plan_episode_job, publish_episode_job,
+                   render_shot_job)
+from .resources import (AnalyticsSettings, ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, TrustSettings,
+                        default_data_root)
+from .sensors import LoglineInbox, approval_sensor, assembly_sensor, logline_sensor, shot_fanout_sensor
 
 
 def make_definitions(data_root: str | None = None, encode_preset: str | None = None,
@@ -23,14 +25,16 @@ def make_definitions(data_root: str | None = None, encode_preset: str | None = N
     return Definitions(
         assets=ALL_ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[plan_episode_job, render_shot_job, assemble_episode_job],
-        sensors=[logline_sensor, shot_fanout_sensor, assembly_sensor],
+        jobs=[plan_episode_job, render_shot_job, assemble_episode_job, publish_episode_job, analyze_engagement_job],
+        sensors=[logline_sensor, shot_fanout_sensor, assembly_sensor, approval_sensor],
         executor=executor_named(executor),
         resources={
             "store": ArtifactStoreResource(root=data_root),
             "encode": EncodeSettings.from_environment(encode_preset, video_codecs),
             "publish": PublishTarget.from_environment(data_root, publish_to),
             "backends": BackendSettings(),
+            "trust": TrustSettings(),
+            "analytics": AnalyticsSettings(),
             "loglines": LoglineInbox(path=loglines_dir or os.environ.get("MICRODRAMA_LOGLINES", "loglines")),
         },
     )

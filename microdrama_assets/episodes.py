@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from .audit import AuditLog
 from .artifacts import EpisodeArtifacts
 from .casting import CastingError, check_cast
 from .media.manifest import CaptionLook, Mood, check_id
@@ -59,16 +61,20 @@ def check_options(shots: int, seed: int, duration_s: float | None) -> float:
 @dataclass(frozen=True)
 class Presets:
     """Named choices for an episode: caption style, one lighting mood, character cards, a series to belong to,
-    and a music file of the user's own."""
+    a music file of the user's own, whether every frame carries a visible "AI-generated" label, and an earlier
+    episode whose viewers' behaviour guides the plan."""
 
     caption_style: str | None = None
     lighting: str | None = None
     cast: tuple[str, ...] = ()
     series: str | None = None
     music: Path | None = None
+    ai_label: bool = False
+    learn_from: str | None = None  # an earlier episode whose next_episode_suggestions guide the plan
 
     def check(self, store: ArtifactStore) -> None:
         """BadRequest naming the first choice that cannot be honoured."""
+        _guidance_from(store, self.learn_from)
         if self.caption_style is not None and self.caption_style not in {c.value for c in CaptionLook}:
             raise BadRequest(f"unknown caption style {self.caption_style!r}; choose one of "
                              f"{', '.join(c.value for c in CaptionLook)}")
@@ -108,6 +114,18 @@ def _music_input_name(path: Path) -> str:
     return "music" + (suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else "")
 
 
+def _guidance_from(store: ArtifactStore, episode_id: str | None) -> dict | None:
+    """The planner guidance of an earlier episode's next_episode_suggestions, with where it came from."""
+    if episode_id is None:
+        return None
+    path = EpisodeArtifacts(store, episode_id).suggestions_json
+    if not store.available(path):
+        raise BadRequest(f"episode {episode_id} has no next_episode_suggestions yet: run `microdrama engagement "
+                         f"{episode_id}` once it has viewers")
+    suggestions = json.loads(path.read_text(encoding="utf-8"))
+    return {"from_episode": episode_id, **suggestions["planner_guidance"]}
+
+
 def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: int, seed: int, source: str,
                   duration_s: float | None = None, presets: Presets = Presets()) -> dict:
     try:
@@ -125,6 +143,8 @@ def write_request(store: ArtifactStore, episode_id: str, logline: str, shots: in
             shutil.copyfile(presets.music, tmp)
     request = {"logline": clean_logline(logline), "shots": shots, "seed": seed, "duration_s": duration_s,
                "caption_style": presets.caption_style, "lighting": presets.lighting, "cast": list(presets.cast),
-               "series": presets.series, "music": music, "source": source}
+               "series": presets.series, "music": music, "ai_label": presets.ai_label,
+               "guidance": _guidance_from(store, presets.learn_from), "source": source}
     store.write_json(episode.request, request)
+    AuditLog(store, episode_id).append("request", source, request=request)
     return request

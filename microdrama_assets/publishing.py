@@ -261,10 +261,11 @@ def rebased_delivery(payload: dict, base: str, version: str) -> dict:
 
 
 def publish_episode(store: ObjectStore, episode_id: str, files: dict[str, Path], keep_versions: int = 3,
-                    prefix: str = "episodes") -> PublishResult:
+                    prefix: str = "episodes", expected_version: str | None = None) -> PublishResult:
     """Upload ``files`` (relative key -> local file; must hold ``hls/master.m3u8`` and ``delivery.json``) as a
     new version of the episode, switch the entry points to it, then drop versions beyond the newest
-    ``keep_versions`` (the one just published always stays)."""
+    ``keep_versions`` (the one just published always stays). With ``expected_version`` (the approved one),
+    files whose bytes are another version are refused before anything is uploaded."""
     if keep_versions < 1:
         raise PublishError(f"keep_versions must be at least 1, got {keep_versions}")
     for required in (f"hls/{MASTER_PLAYLIST}", DELIVERY_JSON):
@@ -272,6 +273,9 @@ def publish_episode(store: ObjectStore, episode_id: str, files: dict[str, Path],
             raise PublishError(f"episode {episode_id}: the package has no {required}")
     episode_prefix = f"{check_key(prefix)}/{check_id(episode_id, 'episode id')}"
     version = content_version(files)
+    if expected_version is not None and version != expected_version:
+        raise PublishError(f"episode {episode_id}: the package changed to version {version} while version "
+                           f"{expected_version} was being published; nothing was published")
     version_prefix = f"{episode_prefix}/{VERSIONS_DIR}/{version}"
     uploaded = 0
     # A version whose own master exists was uploaded completely before (the master goes up last): reuse it.

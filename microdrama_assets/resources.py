@@ -1,8 +1,10 @@
-"""Configurable resources: where artifacts live, how hard the encoders work, which backend runs each stage."""
+"""Configurable resources: where artifacts live, how hard the encoders work, which backend runs each stage, and
+how episodes are moderated and signed."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
@@ -11,13 +13,17 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from .audit import weights_sha256
 from .backends import (STAGE_BACKENDS, KeyframeBackend, LipSyncBackend, ModelSettings, MotionBackend,
                        PlannerBackend, VoiceBackend)
 from .execution import ModelPlacement
 from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
 from .publishing import ObjectStore, open_object_store
-from .storage import ArtifactStore, RetryPolicy, default_data_root, open_artifact_store
+from .storage import ArtifactStore, RetryPolicy, default_data_root, open_artifact_store, sha256_of
+from .analytics.event_store import default_events_location
+from .trust.moderation import ImageClassifier, ModerationPolicy, TextClassifier, load_policy
+from .trust.provenance import ENV_ALG, ENV_CERT, ENV_KEY, ENV_TSA, SigningIdentity
 
 class ArtifactStoreResource(ConfigurableResource):
     """Where artifacts live. By default the local filesystem under ``root`` (``MICRODRAMA_DATA`` or
@@ -168,3 +174,65 @@ class BackendSettings(ConfigurableResource):
     def lipsync_backend(self, placement: ModelPlacement | None = None) -> LipSyncBackend:
         return self._build("lipsync", placement)
 
+
+
+class TrustSettings(ConfigurableResource):
+    """Moderation and provenance: the moderation policy (empty: the shipped default, trust/policy/default.json),
+    optional local transformers classifiers for text and images, and the C2PA signing identity. Unset fields come
+    from MICRODRAMA_MODERATION_POLICY, MICRODRAMA_MODERATION_TEXT_MODEL, MICRODRAMA_MODERATION_IMAGE_MODEL and
+    MICRODRAMA_C2PA_CERT / _KEY / _ALG / _TSA; without a certificate and key nothing is C2PA-signed (the files
+    still say they are synthetic, and keyframes still carry the watermark)."""
+
+    moderation_policy: str = _from_env("MODERATION_POLICY", about="a moderation policy JSON file (see "
+                                                                   "trust/moderation.py load_policy)")
+    moderation_text_model: str = _from_env("MODERATION_TEXT_MODEL", about="a transformers sequence-classification "
+                                                                           "model directory")
+    moderation_image_model: str = _from_env("MODERATION_IMAGE_MODEL", about="a transformers image-classification "
+                                                                             "model directory")
+    c2pa_cert: str = _from_env("C2PA_CERT", about="PEM certificate chain, the signing certificate first")
+    c2pa_key: str = _from_env("C2PA_KEY", about="PEM private key of the signing certificate")
+    c2pa_alg: str = _from_env("C2PA_ALG", "es256", about="es256, es384, es512, ps256, ps384, ps512 or ed25519")
+    c2pa_tsa: str = _from_env("C2PA_TSA", about="optional RFC 3161 time-stamp authority URL")
+    device: str = _from_env("DEVICE", "auto", about="where the classifiers run: auto, cpu, or cuda[:N]")
+
+    def policy(self) -> ModerationPolicy:
+        return load_policy(self.moderation_policy or None)
+
+    def moderation_fingerprint(self) -> str:
+        """What judges content: the policy and the classifiers' weights. A verdict made under another is stale."""
+        parts = [self.policy().model_dump_json()]
+        parts += [weights_sha256(model) for model in (self.moderation_text_model, self.moderation_image_model) if model]
+        return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
+
+    def text_classifier(self) -> TextClassifier | None:
+        if not self.moderation_text_model:
+            return None
+        from .ml.moderation_classifiers import TransformersTextModeration
+
+        return TransformersTextModeration(self.moderation_text_model, self.device)
+
+    def image_classifier(self) -> ImageClassifier | None:
+        if not self.moderation_image_model:
+            return None
+        from .ml.moderation_classifiers import TransformersImageModeration
+
+        return TransformersImageModeration(self.moderation_image_model, self.device)
+
+    def signer(self) -> str:
+        """Who signs (a hash of the certificate chain), for cache keys; empty when nothing is signed."""
+        identity = self.signing_identity()
+        return "" if identity is None else sha256_of(identity.cert_chain)[:16]
+
+    def signing_identity(self) -> SigningIdentity | None:
+        """The checked C2PA signing identity, or None when signing is not configured."""
+        return SigningIdentity.from_env({ENV_CERT: self.c2pa_cert, ENV_KEY: self.c2pa_key, ENV_ALG: self.c2pa_alg,
+                                         ENV_TSA: self.c2pa_tsa})
+
+
+class AnalyticsSettings(ConfigurableResource):
+    """Where playback events are stored: MICRODRAMA_EVENTS (a DuckDB file or a postgresql:// URL), else
+    analytics/events.duckdb under the data root (MICRODRAMA_DATA): the collector, the preview page, the simulator
+    and engagement_metrics all use this one location."""
+
+    events: str = Field(default_factory=default_events_location,
+                        description="a DuckDB file path or a postgresql:// URL")

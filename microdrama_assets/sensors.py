@@ -1,4 +1,5 @@
-"""Sensors: new logline files start episodes; finished plans fan out into shot runs; finished shots assemble."""
+"""Sensors: new logline files start episodes; finished plans fan out into shot runs; finished shots assemble;
+approvals publish."""
 
 import hashlib
 import json
@@ -11,9 +12,10 @@ from pydantic import Field
 
 from .artifacts import EpisodeArtifacts
 from .episodes import BadRequest, Presets, clean_logline, parse_cast, write_request
-from .jobs import assemble_episode_job, plan_episode_job, render_shot_job
+from .jobs import assemble_episode_job, plan_episode_job, publish_episode_job, render_shot_job
 from .partitions import episode_partitions, shot_partition_key
 from .resources import ArtifactStoreResource
+from .trust.release_gate import ApprovalError, approvals, package_version
 
 LOGLINE_SUFFIX = ".txt"
 MAX_LOGLINE_FILE_BYTES = 4096
@@ -22,8 +24,8 @@ MAX_LOGLINE_FILE_BYTES = 4096
 class LoglineInbox(ConfigurableResource):
     """The folder the sensor watches: one ``<episode-id>.txt`` file per episode, its text the logline.
     Optional lines after the logline set options: ``shots: N``, ``seed: S``, ``duration: SECONDS``,
-    ``caption_style: NAME``, ``lighting: MOOD``, ``cast: CARD, CARD``, ``series: NAME`` and ``music: FILE``
-    (an audio file in the same folder)."""
+    ``caption_style: NAME``, ``lighting: MOOD``, ``cast: CARD, CARD``, ``series: NAME``, ``music: FILE``
+    (an audio file in the same folder) and ``ai_label: yes|no`` (a visible "AI-generated" label on every frame)."""
 
     path: str = Field(default="loglines")
     default_shots: int = 6
@@ -49,12 +51,15 @@ class LoglineInbox(ConfigurableResource):
                 presets["cast"] = parse_cast(value)
             elif key == "music":
                 presets["music"] = self._beside(file, raw_value)
+            elif key == "ai_label" and value in ("yes", "no"):
+                presets["ai_label"] = value == "yes"
             elif key in numbers and (value.isdigit() or (key == "duration" and value.replace(".", "", 1).isdigit())):
                 options[numbers[key]] = float(value) if key == "duration" else int(value)
             else:
                 raise BadRequest(f"unexpected line {line[:60]!r}; after the logline only 'shots: N', 'seed: S', "
                                  "'duration: SECONDS', 'caption_style: NAME', 'lighting: MOOD', 'cast: CARD, CARD', "
-                                 "'series: NAME' and 'music: FILE' are allowed (N and S whole numbers)")
+                                 "'series: NAME', 'music: FILE' and 'ai_label: yes|no' are allowed (N and S whole "
+                                 "numbers)")
         return episode_id, clean_logline(lines[0]), dict(options, presets=Presets(**presets))
 
     @staticmethod
@@ -154,3 +159,30 @@ def _latest_storage_id(instance: DagsterInstance, asset: str, partition: str) ->
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=1
     ).records
     return records[0].storage_id if records else None
+
+
+@sensor(job=publish_episode_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
+def approval_sensor(context: SensorEvaluationContext, store: ArtifactStoreResource):
+    """Publish each episode a person approves (``microdrama approve`` or the preview page). The cursor remembers
+    the approvals already acted on. An approval of a package that has changed since (re-rendered after review)
+    publishes nothing: the new package needs its own approval."""
+    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    artifacts = store.store()
+    run_requests = []
+    for approval in approvals(artifacts):
+        name = f"{approval.episode_id}.{approval.version}"
+        if name in seen:
+            continue
+        try:
+            current = package_version(EpisodeArtifacts(artifacts, approval.episode_id))
+        except ApprovalError as exc:  # e.g. the package is being replaced right now: look again next tick
+            context.log.warning(f"approval of {name} not acted on yet: {exc}")
+            continue
+        seen.add(name)
+        if current != approval.version:
+            context.log.warning(f"{approval.episode_id}: version {approval.version} was approved, but the package "
+                                f"is now {current}; it needs its own approval before it is published")
+            continue
+        run_requests.append(RunRequest(run_key=f"publish:{name}", partition_key=approval.episode_id,
+                                       tags={"microdrama/approved_by": approval.approved_by[:63]}))
+    return SensorResult(run_requests=run_requests, cursor=json.dumps(sorted(seen)))

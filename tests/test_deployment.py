@@ -18,7 +18,7 @@ from microdrama_assets.execution import (CELERY_QUEUE_TAG, ENCODE_POOL, EXECUTOR
                                          executor_named, model_placement, placement_for_attempt)
 
 ROOT = Path(__file__).resolve().parents[1]
-JOBS = ("plan_episode", "render_shot", "assemble_episode")
+JOBS = ("plan_episode", "render_shot", "assemble_episode", "publish_episode", "analyze_engagement")
 # Steps whose backend may load a model onto the GPU, and the encode-heavy ones.
 MODEL_STEPS = {"episode_manifest", "dialogue_audio", "keyframes", "shot_clip", "composited_shot"}
 ENCODE_STEPS = {"shot_renditions", "hls_package", "episode_master"}

@@ -15,8 +15,9 @@ from scipy.io import wavfile
 
 from conftest import sample_loglines
 from microdrama_assets.artifacts import EpisodeArtifacts
-from microdrama_assets.assets import (ALL_ASSETS, character_bundles, composited_shot_lip_sync, episode_mix_meets_loudness_targets,
-                                     keyframes_keep_their_characters, published_episode, published_episode_plays)
+from microdrama_assets.assets import (ALL_ASSETS, ANALYTICS_ASSETS, character_bundles, composited_shot_lip_sync,
+                                     episode_mix_meets_loudness_targets, keyframes_keep_their_characters,
+                                     published_episode, published_episode_plays)
 from microdrama_assets.media.audio_mix import measure_loudness
 from microdrama_assets.media.characters import build_character_bundle
 from microdrama_assets.media.hls import LADDER, MASTER_PLAYLIST
@@ -24,8 +25,10 @@ from microdrama_assets.media.manifest import parse_manifest
 from microdrama_assets.media.validate import validate_package
 from microdrama_assets.partitions import shot_partition_key, shot_slot_partitions
 from microdrama_assets.publishing import LocalObjectStore, content_version, package_files
-from microdrama_assets.resources import ArtifactStoreResource, PublishTarget
+from microdrama_assets.resources import (ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget,
+                                        TrustSettings)
 from microdrama_assets.runner import EpisodeRunner, PipelineFailed
+from microdrama_assets.trust.release_gate import approve, package_version
 from microdrama_assets.sensors import assembly_sensor, shot_fanout_sensor
 
 EPISODE = "barista-test"
@@ -38,6 +41,8 @@ def produced(tmp_path_factory):
     runner = EpisodeRunner(data, instance)
     store = runner.store
     playlist = runner.make_episode(EPISODE, sample_loglines()[0], shots=3, seed=7, duration_s=6.0)
+    approve(EpisodeArtifacts(store, EPISODE), "Test Reviewer", "cli")
+    runner.publish(EPISODE)
     return runner, store, instance, playlist
 
 
@@ -57,7 +62,11 @@ def test_manifest_is_valid_and_every_asset_materialized(produced):
     assert [s.id for s in manifest.shots] == ["s01", "s02", "s03"]
     assert manifest.shots[0].beat.value == "hook" and manifest.shots[-1].beat.value == "cliffhanger"
     for asset in ALL_ASSETS:
-        assert instance.get_latest_materialization_event(asset.key) is not None, asset.key
+        if asset not in ANALYTICS_ASSETS:  # those wait for viewers
+            assert instance.get_latest_materialization_event(asset.key) is not None, asset.key
+    preview = m3u8.load(str(EpisodeArtifacts(store, EPISODE).preview_dir / "index.m3u8"))
+    assert preview.is_endlist and preview.playlist_type == "event"
+    assert sum(segment.duration for segment in preview.segments) == pytest.approx(manifest.duration_s, abs=0.05)
     [check] = instance.event_log_storage.get_asset_check_execution_history(published_episode_plays.check_key, 1)
     assert check.status.value == "SUCCEEDED", check
 
@@ -160,7 +169,8 @@ def test_published_episode_uploads_to_s3_through_dagster_aws(produced, tmp_path,
     instance.add_dynamic_partitions("episodes", [EPISODE])
     result = materialize([published_episode, published_episode_plays], partition_key=EPISODE, instance=instance,
                          resources={
-        "store": ArtifactStoreResource(root=str(store.root)),
+        "store": ArtifactStoreResource(root=str(store.root)), "backends": BackendSettings(),
+        "encode": EncodeSettings.from_environment(), "trust": TrustSettings(),
         "publish": PublishTarget(destination="s3://episodes-origin/prod", endpoint_url=s3_endpoint)})
     metadata = result.asset_materializations_for_node("published_episode")[0].metadata
     assert metadata["master_url"].value == f"s3://episodes-origin/prod/episodes/{EPISODE}/{MASTER_PLAYLIST}"
@@ -223,7 +233,13 @@ def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
     episode.manifest_path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     runs_before = len(instance.get_runs())
     runner.render_and_assemble(EPISODE, ["s01", "s02", "s03"])
-    assert len(instance.get_runs()) == runs_before + 2  # s02's run and the assembly; s01 and s03 are current
+    # The edited manifest is moderated again, then s02 renders and the episode assembles; s01 and s03 are current.
+    assert sorted(r.job_name for r in instance.get_runs()[:3]) == ["assemble_episode", "plan_episode", "render_shot"]
+    assert len(instance.get_runs()) == runs_before + 3
+    # The new take is a new package: it is published once it is approved, not before.
+    assert _published_version(store.root / "published") != package_version(episode)
+    approve(episode, "Test Reviewer", "cli")
+    runner.render_and_assemble(EPISODE, ["s02"])  # now approved: publishing is all that is left to do
     for shot, fingerprints in others.items():
         assert _fingerprints(episode.shot(shot).directory) == fingerprints, shot
     after = _fingerprints(episode.shot("s02").directory)
@@ -241,7 +257,7 @@ def test_rerender_one_shot_leaves_other_shots_untouched(produced, tmp_path):
     assert sum(r.partition_key == shot_partition_key(EPISODE, "s01") for r in materializations) == 1
     # Nothing changed since: a re-render starts no run at all.
     runner.render_and_assemble(EPISODE, ["s01", "s02", "s03"])
-    assert len(instance.get_runs()) == runs_before + 2
+    assert len(instance.get_runs()) == runs_before + 4
 
 
 def test_rerender_works_on_an_instance_that_never_saw_the_episode(produced):

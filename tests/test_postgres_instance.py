@@ -178,7 +178,8 @@ def test_planning_run_on_the_multiprocess_executor_round_trips_through_postgres(
             assert result.success, [e.message for e in result.all_events if e.is_failure]
             run_id = result.run_id
             step_processes = {e.pid for e in result.all_events if e.is_step_start}
-        assert len(step_processes) == 2 and os.getpid() not in step_processes  # each step in its own process
+        # Each step (manifest, its moderation check, the draft preview, the bundles) in its own process.
+        assert len(step_processes) == 4 and os.getpid() not in step_processes
         # The pool slot the planner's step held (gpu) is back once the run is over.
         assert instance.event_log_storage.get_concurrency_info(GPU_POOL).active_slot_count == 0
 
@@ -198,6 +199,6 @@ def test_planning_run_on_the_multiprocess_executor_round_trips_through_postgres(
     # And the rows are PostgreSQL's, not a SQLite file's.
     rows = _query(postgres_server, "SELECT asset_key, partition FROM event_logs WHERE dagster_event_type = %s "
                                    "AND run_id = %s ORDER BY id", "ASSET_MATERIALIZATION", run_id)
-    assert [(AssetKey.from_db_string(key).path[-1], partition) for key, partition in rows] == [
-        ("episode_manifest", EPISODE), ("character_bundles", EPISODE)]
+    assert sorted((AssetKey.from_db_string(key).path[-1], partition) for key, partition in rows) == [
+        ("character_bundles", EPISODE), ("episode_manifest", EPISODE), ("episode_preview", EPISODE)]
     assert not list(postgres_home.glob("**/*.db"))

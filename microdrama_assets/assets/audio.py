@@ -20,8 +20,8 @@ from ..media.sfx import CUES, SfxLayer, render_sfx_layer
 from ..partitions import episode_partitions, shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
 from ..storage import StorageError
-from .common import (cached, cached_result, code_version, episode_artifacts, model_calls_metadata,
-                     partitioned_check, per_episode, shot_context)
+from .common import (audit_restored, cached, cached_result, code_version, episode_artifacts,
+                     model_calls_metadata, partitioned_check, per_episode, shot_context)
 from .planning import episode_manifest
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
@@ -67,10 +67,11 @@ def dialogue_audio(context: AssetExecutionContext, store: ArtifactStoreResource,
             (staging / artifacts.dialogue_json.name).write_text(
                 json.dumps({"voice_backend": voice.name, "lines": lines}, indent=2, ensure_ascii=False),
                 encoding="utf-8")
-        return model_calls_metadata(episode, "dialogue_audio", shot.id, voice.take_calls())
+        return model_calls_metadata(context, episode, shot.id, voice)
 
     outcome = cached(context, store, shot_stage_key("voice", episode, manifest, shot, backends, None),
                      artifacts.directory, STAGES["voice"].paths(artifacts), build)
+    audit_restored(context, episode, shot.id, voice, outcome)
     lines = shot_dialogue(artifacts)["lines"]
     track = read_wav(artifacts.dialogue_wav)
     yield cached_result(outcome, {

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import warnings
 from typing import Iterator
 
@@ -11,7 +12,7 @@ from dagster import (AssetDep, AssetExecutionContext, BetaWarning, DataVersion, 
 from PIL import Image
 
 from ..artifacts import EpisodeArtifacts, ShotArtifacts
-from ..audit import ModelCall, calls_json
+from ..audit import AuditLog, calls_json
 from ..cache import STAGE_VERSIONS, ArtifactCache, CacheKey, Outcome
 from ..media.manifest import EpisodeManifest, Shot
 from ..resources import ArtifactStoreResource
@@ -73,6 +74,21 @@ def cached(context, store: ArtifactStoreResource, key: CacheKey, directory, path
     return outcome
 
 
+def audit_restored(context: AssetExecutionContext, episode: EpisodeArtifacts, partition: str, backend,
+                   outcome: Outcome) -> None:
+    """A stage restored from the cache made nothing new, but its artifact is now this episode's: the audit log
+    says so (and the provenance lists its backend), with the model calls recorded when the episode itself made it
+    before, if it did."""
+    if outcome.source != "restored":
+        return
+    asset_name = context.asset_key.path[-1]
+    recorded = episode.model_calls_path(asset_name, partition)
+    calls = json.loads(recorded.read_text(encoding="utf-8")) if episode.store.available(recorded) else []
+    AuditLog(episode.store, episode.episode_id).append(
+        "render", f"run:{context.run.run_id}", run_id=context.run.run_id, asset=asset_name, partition=partition,
+        backend=backend.name, calls=calls, source=f"restored from cache key {outcome.key.digest[:16]}")
+
+
 def cached_result(outcome: Outcome, metadata: dict) -> MaterializeResult:
     """The materialization of a cached stage: its key as the data version, and whether it was a hit."""
     return MaterializeResult(data_version=DataVersion(outcome.key.data_version),
@@ -106,17 +122,30 @@ def image_metadata(image: np.ndarray) -> MetadataValue:
     return MetadataValue.md(f"![contact sheet](data:image/jpeg;base64,{encoded})")
 
 
-def model_calls_metadata(episode: EpisodeArtifacts, asset_name: str, partition: str,
-                         calls: list[ModelCall]) -> dict:
-    """Records the model calls behind an artifact (``audit/<asset>/<partition>.json``) and returns the asset
-    metadata that shows them: model, weights hash, seed, prompt and parameters of each. Embedded backends make no
-    model calls and get nothing."""
+def png_metadata(png: bytes, caption: str) -> MetadataValue:
+    """An inline PNG (a plot) the Dagster UI shows in the asset's metadata."""
+    return MetadataValue.md(f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def model_calls_metadata(context: AssetExecutionContext, episode: EpisodeArtifacts, partition: str,
+                         backend) -> dict:
+    """Records what made an artifact in the episode's audit log (a ``render`` event: the asset, the backend and
+    its model calls) and in ``audit/<asset>/<partition>.json``, and returns the asset metadata that shows them:
+    model, weights hash, seed, prompt and parameters of each call. Embedded backends make no model calls; their
+    event names the backend alone."""
+    asset_name = context.asset_key.path[-1]
+    calls = backend.take_calls()
+    event = AuditLog(episode.store, episode.episode_id).append(
+        "render", f"run:{context.run.run_id}", run_id=context.run.run_id, asset=asset_name, partition=partition,
+        backend=backend.name, calls=[call.as_dict() for call in calls])
+    metadata = {"audit_event": event["event_id"]}
     if not calls:
-        return {}
+        return metadata
     path = episode.model_calls_path(asset_name, partition)
     episode.store.write_text(path, calls_json(calls))
     models = sorted({(call.backend, call.model, call.weights_sha256[:12]) for call in calls})
     return {
+        **metadata,
         "models": ", ".join(f"{backend}: {model} (sha256 {digest})" for backend, model, digest in models),
         "model_calls": MetadataValue.json([call.as_dict() for call in calls]),
         "model_calls_path": MetadataValue.path(str(path)),

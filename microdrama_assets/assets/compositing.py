@@ -8,32 +8,26 @@ from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetExecutio
 from ..execution import GPU_POOL, GPU_STEP_TAGS, MODEL_RETRY_POLICY, placement_for_attempt
 from ..cache import STAGES, shot_stage_key
 from ..media.captions import (LEGIBLE_CONTRAST, Cue, adapt_to_background, caption_opacity, composite_overlay,
-                              measure_caption_legibility, render_caption)
+                              line_cues, measure_caption_legibility, render_caption)
 from ..media.grade import grade_frame
 from ..media.lipsync import MouthPath, measure_lip_sync, mouth_opening_from_pixels, speech_envelope
 from ..media.manifest import FPS, EpisodeManifest, Shot
 from ..media.speech import Phoneme, Speech
 from ..media.video_io import decode_frames, read_rgb_frames, write_mezzanine
+from ..media.ai_label import AILabel
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
 from .audio import SAMPLES_PER_FRAME, dialogue_audio, read_wav, shot_dialogue
-from .common import (cached, cached_result, code_version, exactly, model_calls_metadata, partitioned_check,
-                     shot_context)
+from .common import (audit_restored, cached, cached_result, code_version, exactly, model_calls_metadata,
+                     partitioned_check, shot_context)
 from .motion import shot_clip
 
-CAPTION_HOLD_S = 0.4  # captions linger a moment after the line so they can be finished reading
 
 
 def shot_cues(manifest: EpisodeManifest, shot: Shot, dialogue: dict, offset_s: float = 0.0) -> list[Cue]:
     """Caption cues for a shot's lines, shot-relative unless ``offset_s`` places them on the episode timeline."""
-    shot_end = shot.frames / FPS
-    lines = dialogue["lines"]
-    cues = []
-    for index, line in enumerate(lines):
-        next_start = lines[index + 1]["start_s"] if index + 1 < len(lines) else shot_end
-        end = min(line["start_s"] + line["duration_s"] + CAPTION_HOLD_S, next_start, shot_end)
-        cues.append(Cue(offset_s + line["start_s"], offset_s + end, manifest.character(line["speaker"]).name, line["text"]))
-    return cues
+    return line_cues([(line["start_s"], line["duration_s"], manifest.character(line["speaker"]).name, line["text"])
+                      for line in dialogue["lines"]], shot.frames / FPS, offset_s)
 
 
 def _placed_speech(dialogue: dict, samples: np.ndarray) -> dict[str, list[tuple[float, Speech]]]:
@@ -74,6 +68,7 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
         mouths = {character_id: MouthPath.from_track(entry) for character_id, entry in track.items()}
         overlays = [render_caption(cue.text, manifest.width, manifest.height, manifest.caption_style.value)
                     for cue in cues]
+        label = AILabel(manifest.width, manifest.height) if manifest.ai_label else None
 
         def finished_frames():
             synced = lipsync.animate(read_rgb_frames(artifacts.clip), mouths, voices, shot.frames)
@@ -83,14 +78,17 @@ def composited_shot(context: AssetExecutionContext, store: ArtifactStoreResource
                 for cue, overlay in zip(cues, overlays):
                     if cue.start_s <= time_s < cue.end_s:
                         composite_overlay(graded, adapt_to_background(overlay, graded), caption_opacity(time_s, cue))
+                if label is not None:
+                    label.apply(graded)
                 yield graded
 
         frames = exactly(finished_frames(), shot.frames, f"shot {shot.id} clip (re-render the shot)")
         with episode.store.writing(artifacts.composited) as tmp:
             write_mezzanine(tmp, frames, manifest.width, manifest.height, encode.mezzanine())
-        return model_calls_metadata(episode, "composited_shot", shot.id, lipsync.take_calls())
+        return model_calls_metadata(context, episode, shot.id, lipsync)
 
     outcome = cached(context, store, key, artifacts.directory, STAGES["composite"].paths(artifacts), build)
+    audit_restored(context, episode, shot.id, lipsync, outcome)
     yield cached_result(outcome, {
         "frames": shot.frames,  # counted as they were written (``exactly``)
         "lip_synced": ", ".join(sorted(speakers & set(track))) or "nobody speaks",

@@ -11,8 +11,9 @@ from PIL import Image
 
 from ..execution import ENCODE_POOL, ENCODE_STEP_TAGS, OBJECT_STORE_RETRY_POLICY
 from ..artifacts import EpisodeArtifacts
+from ..audit import AuditLog, audit_summary
 from ..cache import (STAGES, ArtifactCache, Outcome, changed_inputs, episode_stage_key, published_master_key,
-                     read_record, still_published)
+                     read_record, stale_shot_stage, still_published)
 from ..media.captions import build_webvtt
 from ..media.hls import (LADDER, MASTER_PLAYLIST, assemble_video_rendition, package_audio, write_master_playlist,
                          write_subtitles_playlist)
@@ -22,7 +23,10 @@ from ..media.video_io import probe_video, remux_master
 from ..media.stills import contact_sheet
 from ..partitions import episode_partitions
 from ..publishing import PublishError, fetch_published, package_files, publish_episode
-from ..resources import ArtifactStoreResource, EncodeSettings, PublishTarget
+from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, TrustSettings
+from ..trust.provenance import (EPISODE_STEPS, SIDECAR_SUFFIX, ProvenanceError, SigningIdentity,
+                                delivery_disclosure, episode_provenance_manifest, sign_file, sign_hls_package)
+from ..trust.release_gate import ApprovalError, approval_for, package_version, publish_blockers
 from ..media.audio_mix import SAMPLE_RATE
 from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
 from .common import (cached, cached_result, code_version, episode_artifacts, image_metadata, partitioned_check,
@@ -58,13 +62,17 @@ def episode_captions(context: AssetExecutionContext, store: ArtifactStoreResourc
 @asset(partitions_def=episode_partitions, group_name="delivery",
        deps=[per_episode(composited_shot), episode_audio, episode_captions], code_version=code_version("master"),
        pool=ENCODE_POOL, op_tags=ENCODE_STEP_TAGS)
-def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
-    """The mezzanine master: every composited shot end to end (stream copy) with the mixed AAC audio; its
-    captions are the episode's captions.vtt beside it."""
+def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource,
+                   trust: TrustSettings) -> MaterializeResult:
+    """The mezzanine master: every composited shot end to end (stream copy) with the mixed AAC audio, marked as
+    synthetic media in its metadata and, when a signing identity is configured, carrying C2PA Content
+    Credentials (the models, prompt hashes, seeds and steps that made it); its captions are the episode's
+    captions.vtt beside it."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     _require_shots(episode, manifest, "composited", "composited_shot")
     episode.store.require(episode.mix_m4a, "episode_audio")
+    identity = _signing_identity(trust)
 
     def build():
         try:
@@ -74,11 +82,13 @@ def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource)
                 probe = probe_video(tmp)
                 if probe.frames != manifest.total_frames:
                     raise Failure(f"master has {probe.frames} frames, the manifest {manifest.total_frames}")
-        except ValueError as exc:
+                if identity is not None:
+                    sign_file(tmp, tmp, _credentials(episode, manifest), identity)
+        except (ValueError, ProvenanceError) as exc:
             raise Failure(f"episode {episode.episode_id}: {exc}") from None
 
-    outcome = cached(context, store, episode_stage_key("master", episode, manifest, None), episode.directory,
-                     STAGES["master"].paths(episode), build, keep=False)
+    key = episode_stage_key("master", episode, manifest, None, signer=trust.signer())
+    outcome = cached(context, store, key, episode.directory, STAGES["master"].paths(episode), build, keep=False)
     probe = probe_video(episode.master_mp4)
     return cached_result(outcome, {
         "frames": probe.frames,
@@ -93,10 +103,12 @@ def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource)
 @asset(partitions_def=episode_partitions, group_name="delivery",
        deps=[per_episode(shot_renditions), episode_audio, episode_captions], code_version=code_version("hls"),
        pool=ENCODE_POOL, op_tags=ENCODE_STEP_TAGS)
-def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, encode: EncodeSettings) -> MaterializeResult:
+def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, encode: EncodeSettings,
+                trust: TrustSettings) -> MaterializeResult:
     """CMAF HLS: per-rung media playlists assembled from the shots' segments, an AAC audio rendition, WebVTT
-    subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS. The
-    package is validated (media/validate.py) before it replaces the published one: a package that fails fails
+    subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS. Init
+    segments say the media is synthetic; with a signing identity each rendition gets a C2PA sidecar
+    (``init.c2pa``) bound to its init segment and listing its segments' hashes. The package is validated (media/validate.py) before it replaces the published one: a package that fails fails
     this step with the problems listed, and players keep the previous one."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
@@ -113,6 +125,7 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
     if stale:
         raise Failure(f"episode {episode.episode_id}: renditions of {', '.join(stale)} do not match the manifest's "
                       f"shot lengths; re-render them (microdrama rerender {episode.episode_id} --shot ...)")
+    identity = _signing_identity(trust)
 
     def build():
         mix = read_wav(episode.mix_wav)
@@ -128,13 +141,15 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
             captions = episode.store.require(episode.captions_vtt, "episode_captions").read_text(encoding="utf-8")
             write_subtitles_playlist(captions, manifest.duration_s, staging / "subs", encode.segment_seconds)
             write_master_playlist(staging, figures, audio, manifest.language, True)
+            if identity is not None:
+                sign_hls_package(staging, _credentials(episode, manifest), identity)
             report = validate_package(staging)
             if not report.ok:
                 raise Failure(f"episode {episode.episode_id}: the HLS package failed validation; the published "
                               f"package is unchanged. Problems: " + "; ".join(report.problems[:10]))
         return report
 
-    key = episode_stage_key("hls", episode, manifest, encode)
+    key = episode_stage_key("hls", episode, manifest, encode, signer=trust.signer())
     outcome = cached(context, store, key, episode.directory, STAGES["hls"].paths(episode), build, keep=False)
     master = m3u8.load(str(episode.hls_dir / MASTER_PLAYLIST))
     report = outcome.value
@@ -155,33 +170,57 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
 
 @asset(partitions_def=episode_partitions, group_name="delivery", deps=[hls_package, episode_master],
        code_version=code_version("delivery"))
-def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResource,
+                      trust: TrustSettings) -> MaterializeResult:
     """What the mobile player needs: renditions, codecs, poster, captions and shot boundaries (for per-shot
-    analytics), with paths relative to the episode directory."""
+    analytics), with paths relative to the episode directory, and the synthetic-origin disclosure (AI-generated,
+    its IPTC source type, the visible label and watermark, which files carry C2PA Content Credentials)."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
     episode.store.require(episode.hls_dir / MASTER_PLAYLIST, "hls_package")
     first_frames = [episode.shot(s.id).keyframe_images()[0] for s in manifest.shots]
+    identity = _signing_identity(trust)
 
     def build():
         master = m3u8.load(str(episode.hls_dir / MASTER_PLAYLIST))
         with episode.store.writing(episode.poster) as tmp:
             Image.fromarray(first_frames[0]).save(tmp, format="JPEG", quality=88)
-        episode.store.write_json(episode.delivery_json, _delivery_payload(episode, manifest, master))
+            if identity is not None:
+                sign_file(tmp, tmp, _credentials(episode, manifest), identity)
+        signed = ([episode.master_mp4.name, episode.poster.name]
+                  + [sidecar.relative_to(episode.directory).as_posix()
+                     for sidecar in sorted(episode.hls_dir.rglob(f"*{SIDECAR_SUFFIX}"))]) if identity else []
+        # The poster is the first keyframe, and the keyframes are what carry the watermark.
+        disclosure = delivery_disclosure(signed, manifest.ai_label, watermarked=["keyframes", episode.poster.name])
+        episode.store.write_json(episode.delivery_json, _delivery_payload(episode, manifest, master, disclosure))
 
-    outcome = cached(context, store, episode_stage_key("delivery", episode, manifest, None), episode.directory,
-                     STAGES["delivery"].paths(episode), build, keep=False)
+    key = episode_stage_key("delivery", episode, manifest, None, signer=trust.signer())
+    outcome = cached(context, store, key, episode.directory, STAGES["delivery"].paths(episode), build, keep=False)
     payload = json.loads(episode.delivery_json.read_text(encoding="utf-8"))
     return cached_result(outcome, {
         "path": MetadataValue.path(str(episode.delivery_json)),
         "master_playlist": MetadataValue.path(str(episode.hls_dir / MASTER_PLAYLIST)),
         "renditions": len(payload["renditions"]),
         "shots": len(payload["shots"]),
+        "content_credentials": ", ".join(payload["provenance"]["content_credentials"]) or "none (no signing identity)",
         "contact_sheet": image_metadata(contact_sheet(first_frames, tile_width=150)),
     })
 
 
-def _delivery_payload(episode: EpisodeArtifacts, manifest, master: m3u8.M3U8) -> dict:
+def _signing_identity(trust: TrustSettings) -> SigningIdentity | None:
+    try:
+        return trust.signing_identity()
+    except ProvenanceError as exc:
+        raise Failure(f"C2PA signing is configured but unusable: {exc}", allow_retries=False) from None
+
+
+def _credentials(episode: EpisodeArtifacts, manifest) -> dict:
+    """The C2PA manifest for the episode's files, from what its audit log says made them."""
+    steps = [*EPISODE_STEPS, "watermarked", *(["labelled"] if manifest.ai_label else [])]
+    return episode_provenance_manifest(manifest, AuditLog(episode.store, episode.episode_id).events(), steps)
+
+
+def _delivery_payload(episode: EpisodeArtifacts, manifest, master: m3u8.M3U8, disclosure: dict) -> dict:
     return {
         "episode_id": manifest.episode_id,
         "title": manifest.title,
@@ -189,6 +228,7 @@ def _delivery_payload(episode: EpisodeArtifacts, manifest, master: m3u8.M3U8) ->
         "duration_s": round(manifest.duration_s, 3),
         "aspect_ratio": "9:16",
         "synthetic_media": True,
+        "provenance": disclosure,
         "master_playlist": f"hls/{MASTER_PLAYLIST}",
         "download": episode.master_mp4.name,
         "poster": episode.poster.name,
@@ -211,39 +251,60 @@ def _delivery_payload(episode: EpisodeArtifacts, manifest, master: m3u8.M3U8) ->
 
 @asset(partitions_def=episode_partitions, group_name="delivery", deps=[delivery_manifest],
        code_version=code_version("published"), retry_policy=OBJECT_STORE_RETRY_POLICY)
-def published_episode(context: AssetExecutionContext, store: ArtifactStoreResource,
-                      publish: PublishTarget) -> MaterializeResult:
-    """The episode in the object store players and the app read: the HLS package, download, poster, captions
-    and delivery manifest under a content-addressed version, then the episode's master playlist switched to it
-    (written last, so it never points at missing segments). Older versions beyond ``keep_versions`` go. An
-    episode whose parts have not changed since it was published there, and whose entry point still names that
-    version, is not published again."""
+def published_episode(context: AssetExecutionContext, store: ArtifactStoreResource, publish: PublishTarget,
+                      backends: BackendSettings, encode: EncodeSettings, trust: TrustSettings) -> MaterializeResult:
+    """The publish step, behind the release gate: the episode goes to the object store players and the app read
+    only when moderation cleared the manifest and every shot's keyframes as they are now, every shot is rendered
+    from the manifest as it is now, and a person approved exactly this package (its content version; ``microdrama approve`` or the preview page). Then the HLS
+    package, download, poster, captions and delivery manifest go up under that content-addressed version, and
+    the episode's master playlist is switched to it (written last, so it never points at missing segments).
+    Older versions beyond ``keep_versions`` go. An episode whose parts have not changed since it was published
+    there, and whose entry point still names that version, is not published again."""
     episode = episode_artifacts(context, store)
+    manifest = episode.manifest()
+    audit = AuditLog(episode.store, episode.episode_id)
+    try:
+        version = package_version(episode)
+    except ApprovalError as exc:
+        raise Failure(str(exc), allow_retries=False) from None
+    blockers = publish_blockers(episode, manifest, version, trust.moderation_fingerprint())
+    # A package assembled while a shot was out of date (edited, not re-rendered) shows what no one moderated.
+    blockers += [f"shot {shot.id} is out of date ({stage} and after): re-render it (microdrama rerender "
+                 f"{episode.episode_id} --shot {shot.id})" for shot in manifest.shots
+                 if (stage := stale_shot_stage(episode, manifest, shot, backends, encode)) is not None]
+    if blockers:
+        audit.append("publish_refused", f"run:{context.run.run_id}", run_id=context.run.run_id, content_hash=version,
+                     reasons=blockers)
+        raise Failure(f"episode {episode.episode_id} is not published: " + "; ".join(blockers), allow_retries=False)
+    approval = approval_for(episode.store, episode.episode_id, version)
     objects = publish.object_store()
-    key = episode_stage_key("published", episode, episode.manifest(), None, objects.location, publish.keep_versions)
+    key = episode_stage_key("published", episode, manifest, None, objects.location, publish.keep_versions)
     master_url = f"{objects.location.rstrip('/')}/{published_master_key(episode.episode_id)}"
     cache = ArtifactCache(episode.store)
     previous = read_record(episode.store, episode.directory, key.stage)
     record = cache.current(key, episode.directory, [])
+    trail = {"approved_by": approval.approved_by, "approved_version": approval.version,
+             "audit": MetadataValue.md(audit_summary(audit.frame()))}
     if record is not None and still_published(objects, episode.episode_id, record.get("version", "")):
         context.log.info(f"{episode.episode_id} is published unchanged as version {record['version']}: {master_url}")
         return cached_result(Outcome(key, "hit", "in place"), {
             "master_url": MetadataValue.url(master_url), "version": record["version"], "objects_uploaded": 0,
-            "removed_versions": "none"})
+            "removed_versions": "none", **trail})
     try:
-        for part in episode.published_parts:
-            episode.store.require(episode.directory / part, "delivery_manifest")
         files = package_files(episode.directory, episode.published_parts)
-        result = publish_episode(objects, episode.episode_id, files, publish.keep_versions)
+        result = publish_episode(objects, episode.episode_id, files, publish.keep_versions, expected_version=version)
     except PublishError as exc:
         raise Failure(f"episode {episode.episode_id}: {exc}") from None
     cache.record(key, episode.directory, [], version=result.version)
+    audit.append("publish", f"run:{context.run.run_id}", run_id=context.run.run_id, content_hash=result.version,
+                 approved_by=approval.approved_by, location=master_url)
     context.log.info(f"published {episode.episode_id} version {result.version}: {master_url}")
     return cached_result(Outcome(key, "miss", "computed", changed_inputs(previous, key)), {
         "master_url": MetadataValue.url(master_url),
         "version": result.version,
         "objects_uploaded": result.uploaded,
         "removed_versions": ", ".join(result.removed_versions) or "none",
+        **trail,
     })
 
 

@@ -11,11 +11,12 @@ from ..artifacts import CHARACTER_DESCRIPTOR, read_gray, read_rgb
 from ..cache import STAGES, shot_stage_key
 from ..media.characters import score_characters
 from ..media.stills import contact_sheet
+from ..media.watermark import embed_watermark, watermark_payload
 from ..media.storyboard import FigurePose, KeyframePlan, plan_keyframes, render_pose_map
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import (cached, cached_result, code_version, image_metadata, model_calls_metadata,
-                     partitioned_check, per_episode, png_bytes, shot_context)
+from .common import (audit_restored, cached, cached_result, code_version, image_metadata,
+                     model_calls_metadata, partitioned_check, per_episode, png_bytes, shot_context)
 from .planning import character_bundles, episode_manifest
 
 POSES_FILE = "poses.json"
@@ -61,7 +62,8 @@ def storyboard(context: AssetExecutionContext, store: ArtifactStoreResource):
        output_required=False, code_version=code_version("keyframes"), pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
        retry_policy=MODEL_RETRY_POLICY)
 def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, backends: BackendSettings):
-    """1-3 full-resolution 1080x1920 keyframes per shot, following the storyboard poses."""
+    """1-3 full-resolution 1080x1920 keyframes per shot, following the storyboard poses, each carrying an
+    invisible watermark with the episode's digest (media/watermark.py)."""
     located = shot_context(context, store)
     if located is None:
         return
@@ -77,7 +79,10 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
         rendered = [renderer.render(manifest, shot, plan, references) for plan in plans]
         with episode.store.writing_dir(artifacts.keyframes_dir) as staging:
             for plan, frame in zip(plans, rendered):
-                (staging / artifacts.keyframe_path(plan.index).name).write_bytes(png_bytes(frame.image))
+                # The watermark carries the episode's digest in the pixels: provenance that survives re-encoding
+                # and screenshots of the stills, where metadata does not.
+                (staging / artifacts.keyframe_path(plan.index).name).write_bytes(
+                    png_bytes(embed_watermark(frame.image, watermark_payload(episode.episode_id))))
                 (staging / artifacts.keyframe_background_path(plan.index).name).write_bytes(png_bytes(frame.background))
                 for character_id, mask in frame.masks.items():
                     (staging / artifacts.keyframe_mask_path(plan.index, character_id).name).write_bytes(png_bytes(mask))
@@ -85,9 +90,10 @@ def keyframes(context: AssetExecutionContext, store: ArtifactStoreResource, back
                       "keyframes": [{"index": p.index, "mouths": [asdict(m) for m in f.mouths],
                                      "characters": sorted(f.masks)} for p, f in zip(plans, rendered)]}
             (staging / artifacts.keyframe_layout_path.name).write_text(json.dumps(layout, indent=2), encoding="utf-8")
-        return model_calls_metadata(episode, "keyframes", shot.id, renderer.take_calls())
+        return model_calls_metadata(context, episode, shot.id, renderer)
 
     outcome = cached(context, store, key, artifacts.directory, STAGES["keyframes"].paths(artifacts), build)
+    audit_restored(context, episode, shot.id, renderer, outcome)
     images = artifacts.keyframe_images()
     yield cached_result(outcome, {
         "keyframes": len(images),

@@ -14,7 +14,8 @@ from ..media.motion import KeyframeLayers, camera_zoom, track_points
 from ..media.video_io import write_mezzanine
 from ..partitions import shot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings
-from .common import cached, cached_result, code_version, exactly, model_calls_metadata, shot_context
+from .common import (audit_restored, cached, cached_result, code_version, exactly, model_calls_metadata,
+                     shot_context)
 from .keyframes import keyframes
 
 
@@ -39,9 +40,10 @@ def shot_clip(context: AssetExecutionContext, store: ArtifactStoreResource, back
             write_mezzanine(staging / artifacts.clip.name, frames, manifest.width, manifest.height, encode.mezzanine())
             (staging / artifacts.clip_track.name).write_text(
                 json.dumps({"mouths": _mouth_tracks(shot, layout, manifest.width, manifest.height)}), encoding="utf-8")
-        return model_calls_metadata(episode, "shot_clip", shot.id, mover.take_calls())
+        return model_calls_metadata(context, episode, shot.id, mover)
 
     outcome = cached(context, store, key, artifacts.directory, STAGES["clip"].paths(artifacts), build)
+    audit_restored(context, episode, shot.id, mover, outcome)
     yield cached_result(outcome, {
         "frames": shot.frames,  # counted as they were written (``exactly``)
         "duration_s": round(shot.frames / FPS, 3),

@@ -13,9 +13,11 @@ from ..casting import CastingError, cast_for_episode, remember_series_cast
 from ..media.characters import build_character_bundle, bundle_version
 from ..media.manifest import manifest_json_schema, with_presets
 from ..media.stills import contact_sheet
+from ..analytics.suggestions import PlannerGuidance, apply_guidance
+from ..media.preview import PreviewError, build_preview
 from ..partitions import episode_partitions, shot_slot_partitions
 from ..resources import ArtifactStoreResource, BackendSettings
-from .common import episode_artifacts, model_calls_metadata, image_metadata, png_bytes
+from .common import code_version, episode_artifacts, image_metadata, model_calls_metadata, png_bytes
 
 
 @asset(partitions_def=episode_partitions, group_name="planning", pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
@@ -32,9 +34,22 @@ def episode_manifest(
         cast = cast_for_episode(episode.store, request.get("cast") or [], series)
     except CastingError as exc:
         raise Failure(f"episode {episode.episode_id}: {exc}", allow_retries=False) from None
+    # Guidance from an earlier episode's viewers (--learn-from): a target length for the plan, then caps on the
+    # lengths of the beats where they left.
+    guidance, source = None, None
+    if request.get("guidance"):
+        fields = dict(request["guidance"])
+        source = fields.pop("from_episode")
+        guidance = PlannerGuidance.model_validate(fields)
+    duration_s = min(filter(None, [request["duration_s"], guidance and guidance.target_duration_s]))
     manifest = with_presets(planner.plan(request["logline"], episode.episode_id, request["shots"], request["seed"],
-                                         request["duration_s"], cast=cast),
+                                         duration_s, cast=cast),
                             request.get("caption_style"), request.get("lighting"))
+    manifest = manifest.model_copy(update={"ai_label": bool(request.get("ai_label"))})
+    guided = []
+    if guidance is not None:
+        manifest, notes = apply_guidance(manifest, guidance)
+        guided = [f"from {source}: {note}" for note in [f"target {duration_s:.1f}s", *notes]]
     episode.store.write_text(episode.manifest_schema, manifest_json_schema())
     episode.store.write_text(episode.manifest_path, manifest.model_dump_json(indent=2))
     # Shot slots are shared by every episode: make sure this episode's exist before its shot runs are requested.
@@ -54,7 +69,8 @@ def episode_manifest(
             "duration_s": round(manifest.duration_s, 3),
             "characters": ", ".join(c.name for c in manifest.characters),
             "planner": planner.name,
-            **model_calls_metadata(episode, "episode_manifest", episode.episode_id, planner.take_calls()),
+            "guidance": "; ".join(guided) or "none",
+            **model_calls_metadata(context, episode, episode.episode_id, planner),
             "seed": manifest.seed,
             "path": MetadataValue.path(str(episode.manifest_path)),
             "shot_list": MetadataValue.md(
@@ -112,3 +128,25 @@ def character_bundles(context: AssetExecutionContext, store: ArtifactStoreResour
             "references": image_metadata(contact_sheet(previews, tile_width=160, columns=3)),
         }
     )
+
+
+@asset(partitions_def=episode_partitions, group_name="planning", deps=[episode_manifest],
+       code_version=code_version("preview"))
+def episode_preview(context: AssetExecutionContext, store: ArtifactStoreResource) -> MaterializeResult:
+    """A 360x640 draft of the whole episode (one keyframe per shot with its camera move, the dialogue spoken and
+    captioned, a PREVIEW mark) as an HLS EVENT playlist that grows shot by shot, first shots first: playable
+    about a second after planning. It runs in the plan run (2-3 s for 30 s of episode), before the shot renders
+    start."""
+    episode = episode_artifacts(context, store)
+    try:
+        result = build_preview(episode.manifest(), episode.preview_dir, store=episode.store)
+    except PreviewError as exc:
+        raise Failure(f"episode {episode.episode_id}: {exc}", allow_retries=False) from None
+    return MaterializeResult(metadata={
+        "playlist": MetadataValue.path(str(result.playlist)),
+        "resolution": "360x640",
+        "duration_s": round(result.duration_s, 3),
+        "segments": len(result.segments),
+        "first_playable_s": round(result.first_playable_s, 2),
+        "elapsed_s": round(result.elapsed_s, 2),
+    })

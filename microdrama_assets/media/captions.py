@@ -35,6 +35,21 @@ class Cue:
     text: str
 
 
+CAPTION_HOLD_S = 0.4  # captions linger a moment after the line so they can be finished reading
+
+
+def line_cues(lines: list[tuple[float, float, str, str]], shot_end_s: float, offset_s: float = 0.0) -> list[Cue]:
+    """Caption cues for a shot's placed lines, each (start, seconds spoken, speaker's name, text): on screen from
+    the line's start until it has been spoken plus ``CAPTION_HOLD_S``, cut at the next line and at the shot's end;
+    shot-relative unless ``offset_s`` places them on the episode timeline."""
+    cues = []
+    for index, (start_s, spoken_s, speaker, text) in enumerate(lines):
+        next_start = lines[index + 1][0] if index + 1 < len(lines) else shot_end_s
+        end_s = min(start_s + spoken_s + CAPTION_HOLD_S, next_start, shot_end_s)
+        cues.append(Cue(offset_s + start_s, offset_s + end_s, speaker, text))
+    return cues
+
+
 # Fractions of the frame kept clear for app UI (status bar on top, caption/buttons rail at the bottom and sides).
 SAFE_TOP = 0.10
 SAFE_BOTTOM = 0.20
@@ -148,7 +163,8 @@ def safe_area(width: int, height: int) -> SafeArea:
 
 # --- fonts -------------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
-def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+def load_font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    """A caption font at ``size`` px with its weight axes set (cached: fonts are loaded per size once)."""
     font = ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.RAQM)
     if _FONT_AXES.get(path):
         font.set_variation_by_axes(_FONT_AXES[path])
@@ -158,7 +174,7 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
 @functools.lru_cache(maxsize=4096)
 def font_has_glyph(path: Path, char: str) -> bool:
     # PIL exposes no cmap; a character the font lacks renders as the .notdef glyph, so compare against that.
-    font = _font(path, 32)
+    font = load_font(path, 32)
     notdef = font.getmask("\U000f0000")
     glyph = font.getmask(char)
     return glyph.size != notdef.size or bytes(glyph) != bytes(notdef)
@@ -254,7 +270,7 @@ def _layout(text: str, font_path: Path, style: CaptionStyle, width: int, safe_wi
     size = max(8, round(width * style.size_frac))
     min_size = max(8, round(width * _MIN_SIZE_FRAC))
     while True:
-        font = _font(font_path, size)
+        font = load_font(font_path, size)
         # Wrapping re-measures the same prefixes many times; shaping them once keeps layout fast.
         measure: Measure = functools.lru_cache(maxsize=None)(font.getlength)
         stroke = max(2, round(size * 0.075))
@@ -276,13 +292,15 @@ def _layout(text: str, font_path: Path, style: CaptionStyle, width: int, safe_wi
 
 
 # --- rendering ---------------------------------------------------------------------------------------------------
-def _solid(size: tuple[int, int], rgb: tuple[int, int, int], alpha: Image.Image) -> Image.Image:
+def solid_layer(size: tuple[int, int], rgb: tuple[int, int, int], alpha: Image.Image) -> Image.Image:
+    """An RGBA layer of one colour whose alpha is ``alpha`` (a mask of text, outline or plate)."""
     layer = Image.new("RGBA", size, rgb + (0,))
     layer.putalpha(alpha)
     return layer
 
 
-def _rounded_plate(size: tuple[int, int], radius: int, alpha: int) -> Image.Image:
+def rounded_plate(size: tuple[int, int], radius: int, alpha: int) -> Image.Image:
+    """The alpha mask of a rounded rectangle filling ``size``, at opacity ``alpha``."""
     # From the rounded rectangle's signed distance, for anti-aliased corners (PIL's rounded_rectangle has none).
     width, height = size
     radius = min(radius, width // 2, height // 2)
@@ -337,11 +355,11 @@ def render_caption(text: str, width: int = 1080, height: int = 1920, style: str 
 
     canvas = Image.new("RGBA", (box_w, box_h), (0, 0, 0, 0))
     if look.plate_rgba is not None:
-        plate_alpha = _rounded_plate((box_w, box_h), round(font.size * 0.42), look.plate_rgba[3])
-        canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), look.plate_rgba[:3], plate_alpha))
-    canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), (0, 0, 0), shadow_mask))
-    canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), look.outline_rgb, outline_mask))
-    canvas = Image.alpha_composite(canvas, _solid((box_w, box_h), look.text_rgb, fill_mask))
+        plate_alpha = rounded_plate((box_w, box_h), round(font.size * 0.42), look.plate_rgba[3])
+        canvas = Image.alpha_composite(canvas, solid_layer((box_w, box_h), look.plate_rgba[:3], plate_alpha))
+    canvas = Image.alpha_composite(canvas, solid_layer((box_w, box_h), (0, 0, 0), shadow_mask))
+    canvas = Image.alpha_composite(canvas, solid_layer((box_w, box_h), look.outline_rgb, outline_mask))
+    canvas = Image.alpha_composite(canvas, solid_layer((box_w, box_h), look.text_rgb, fill_mask))
 
     x = area.left + (area.right - area.left - box_w) // 2
     y = area.bottom - round(height * 0.01) - box_h  # a little air above the app's bottom rail

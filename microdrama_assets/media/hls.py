@@ -24,7 +24,7 @@ import m3u8
 from av.video.reformatter import VideoReformatter
 import numpy as np
 
-from .video_io import FPS
+from .video_io import FPS, SYNTHETIC_ORIGIN_METADATA
 
 MEDIA_PLAYLIST = "index.m3u8"
 IFRAME_PLAYLIST = "iframes.m3u8"
@@ -214,6 +214,7 @@ def _open_variant_output(directory: Path, variant: VideoVariant, preset: EncodeP
             "hls_segment_options": "use_editlist=0",
         },
     )
+    container.metadata.update(SYNTHETIC_ORIGIN_METADATA)  # the hls muxer hands it on to the init segment
     if variant.codec.name == "av1":
         # SVT-AV1 prints its whole configuration to stderr for every encoder it opens, and warns that containers
         # refuse it thread priorities: errors only (a user's own SVT_LOG wins).
@@ -505,6 +506,7 @@ def encode_audio_hls(stereo: np.ndarray, sample_rate: int, directory: Path, segm
             "hls_flags": "independent_segments",
         },
     ) as container:
+        container.metadata.update(SYNTHETIC_ORIGIN_METADATA)  # the hls muxer hands it on to the init segment
         _encode_audio(container, stereo, sample_rate, bitrate_kbps)
     _merge_trailing_sliver(directory, segment_s)
 

@@ -203,6 +203,7 @@ class EpisodeManifest(_Strict):
     width: int = Field(default=WIDTH, ge=WIDTH, le=WIDTH)
     height: int = Field(default=HEIGHT, ge=HEIGHT, le=HEIGHT)
     caption_style: CaptionLook = CaptionLook.default
+    ai_label: bool = Field(default=False, description="draw a visible 'AI-generated' label on every frame")
     characters: list[Character] = Field(min_length=1, max_length=MAX_CHARACTERS)
     shots: list[Shot] = Field(min_length=1, max_length=40)
 

@@ -1564,9 +1564,13 @@ def _figure_ambient(shot: Shot) -> Colour:
     return tuple(level * (0.65 + 0.35 * t) for t in tint)  # type: ignore[return-value]
 
 
-def render_keyframe(manifest: EpisodeManifest, shot: Shot, plan: KeyframePlan) -> RenderedKeyframe:
-    """Render one keyframe of ``shot`` at the manifest's frame size from its storyboard ``plan``."""
-    width, height = manifest.width, manifest.height
+def render_keyframe(manifest: EpisodeManifest, shot: Shot, plan: KeyframePlan,
+                    size: tuple[int, int] | None = None) -> RenderedKeyframe:
+    """Render one keyframe of ``shot`` at the manifest's frame size from its storyboard ``plan``, or at ``size``
+    (width, height) for a draft: the same picture with every length scaled, for a fraction of the cost."""
+    width, height = size or (manifest.width, manifest.height)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"keyframe size must be positive, got {width}x{height}")
     known = {c.id for c in manifest.characters}
     for pose in plan.figures:
         if pose.character_id not in known:

@@ -20,6 +20,19 @@ import numpy as np
 FPS = 30
 GOP_FRAMES = 60
 
+# IPTC digital source type of everything microdrama publishes: a composite (keyframes, motion, voices, music,
+# captions) of elements that are all synthetic, some from trained models and some procedural.
+SYNTHETIC_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"
+# Container metadata of every published MP4 and fMP4 init segment: what a player's media-info pane shows. Only
+# the standard udta tags: custom keys need movflags=use_metadata_tags, which writes every tag as a QuickTime mdta
+# key instead and drops the ©cmt/©des atoms those panes read. Constant text: a variant's init segment must stay
+# byte-identical from shot to shot. The signed, machine-readable statement is the C2PA manifest (trust.provenance).
+SYNTHETIC_ORIGIN_METADATA = {
+    "comment": "AI-generated (synthetic) media made by microdrama",
+    "description": f"Synthetic media, digital source type {SYNTHETIC_SOURCE_TYPE}; its C2PA Content Credentials "
+                   "name the models and steps that made it.",
+}
+
 
 @dataclass(frozen=True)
 class MezzanineSettings:
@@ -128,6 +141,7 @@ def remux_master(shot_paths: list[Path], shot_frames: list[int], audio_path: Pat
         groups = "; ".join(", ".join(names) for names in configurations.values())
         raise ValueError(f"shots were encoded with different mezzanine settings ({groups}); re-render them together")
     with av.open(str(output), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        out.metadata.update(SYNTHETIC_ORIGIN_METADATA)
         with av.open(str(shot_paths[0])) as first:
             video_out = out.add_stream_from_template(first.streams.video[0])
         with av.open(str(audio_path)) as audio_in:

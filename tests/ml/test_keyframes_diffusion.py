@@ -169,9 +169,11 @@ def test_keyframes_asset_renders_with_sdxl_controlnet(ml_episode, models):
         masks = [read_gray(shot.keyframe_mask_path(entry["index"], cid)) for cid in entry["characters"]]
         assert sorted(entry["characters"]) == ["maya", "victor"] and all(m.shape == (1920, 1080) for m in masks)
         assert all(m.any() for m in masks) and entry["mouths"]
-        # Away from the characters the keyframe is its set plate, which the motion stage's parallax relies on.
+        # Away from the characters the keyframe is its set plate, which the motion stage's parallax relies on,
+        # but for the invisible watermark the keyframe carries (a few levels at most, ~44 dB PSNR).
         far = _far_from(masks, grow + 2)
-        assert np.array_equal(image[far], plate[far])
+        difference = np.abs(image[far].astype(int) - plate[far].astype(int))
+        assert difference.max() <= 12 and difference.mean() < 1.5
         assert not np.array_equal(image, plate)
     metadata = result.asset_materializations_for_node("keyframes")[0].metadata
     assert metadata["renderer"].value == "diffusers"

@@ -1,0 +1,1 @@
+"""Trust and safety: content moderation of an episode's text and pictures."""
