@@ -169,7 +169,9 @@ def audit_summary(frame: "pd.DataFrame") -> str:
     and who approved and published which version when."""
     if frame.empty:
         return "No audit events yet."
-    renders = frame[frame["kind"] == "render"].fillna({"model": "", "weights_sha256": ""})
+    # Embedded backends have no model: those columns are all missing, so they are made text before filling.
+    renders = (frame[frame["kind"] == "render"].astype({"model": object, "weights_sha256": object})
+               .fillna({"model": "", "weights_sha256": ""}))
     made = (renders.groupby(["asset", "backend", "model"], dropna=False)
             .agg(partitions=("partition", "nunique"), weights=("weights_sha256", lambda s: s.str[:12].max()))
             .reset_index())

@@ -10,8 +10,8 @@ from .assets import ALL_ASSETS, ASSET_CHECKS
 from .execution import executor_named
 from .jobs import (analyze_engagement_job, assemble_episode_job, plan_episode_job, publish_episode_job,
                    render_shot_job)
-from .resources import (AnalyticsSettings, ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, TrustSettings,
-                        default_data_root)
+from .resources import (AnalyticsSettings, ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget,
+                        TrustSettings, default_data_root)
 from .sensors import LoglineInbox, approval_sensor, assembly_sensor, logline_sensor, shot_fanout_sensor
 
 

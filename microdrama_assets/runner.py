@@ -70,7 +70,8 @@ def _execute(defs, instance: DagsterInstance, job_name: str, partition_key, labe
         raise PipelineFailed(f"{label} failed (run {result.run_id}): " + "; ".join(failed_checks))
     if not result.success:
         failures = [e for e in result.all_events if e.is_step_failure]
-        detail = "; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}" for e in failures) or "run failed"
+        detail = ("; ".join(f"{e.step_key}: {_root_message(e.step_failure_data.error)}" for e in failures)
+                  or "run failed")
         raise PipelineFailed(f"{label} failed (run {result.run_id}): {detail}")
     return result
 

@@ -108,7 +108,8 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
     """CMAF HLS: per-rung media playlists assembled from the shots' segments, an AAC audio rendition, WebVTT
     subtitles and the master playlist with measured BANDWIDTH/AVERAGE-BANDWIDTH and bitstream CODECS. Init
     segments say the media is synthetic; with a signing identity each rendition gets a C2PA sidecar
-    (``init.c2pa``) bound to its init segment and listing its segments' hashes. The package is validated (media/validate.py) before it replaces the published one: a package that fails fails
+    (``init.c2pa``) bound to its init segment and listing its segments' hashes. The package is validated
+    (media/validate.py) before it replaces the published one: a package that fails fails
     this step with the problems listed, and players keep the previous one."""
     episode = episode_artifacts(context, store)
     manifest = episode.manifest()
@@ -255,7 +256,8 @@ def published_episode(context: AssetExecutionContext, store: ArtifactStoreResour
                       backends: BackendSettings, encode: EncodeSettings, trust: TrustSettings) -> MaterializeResult:
     """The publish step, behind the release gate: the episode goes to the object store players and the app read
     only when moderation cleared the manifest and every shot's keyframes as they are now, every shot is rendered
-    from the manifest as it is now, and a person approved exactly this package (its content version; ``microdrama approve`` or the preview page). Then the HLS
+    from the manifest as it is now, and a person approved exactly this package (its content version;
+    ``microdrama approve`` or the preview page). Then the HLS
     package, download, poster, captions and delivery manifest go up under that content-addressed version, and
     the episode's master playlist is switched to it (written last, so it never points at missing segments).
     Older versions beyond ``keep_versions`` go. An episode whose parts have not changed since it was published

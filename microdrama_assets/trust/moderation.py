@@ -196,7 +196,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _extend(default: dict[str, Any], extension: dict[str, Any]) -> dict[str, Any]:
     # name, description and any unknown key (which validation then reports) come from the extension as given
-    merged = {**default, **{key: value for key, value in extension.items() if key not in ("categories", "text", "image")}}
+    merged = {**default, **{key: value for key, value in extension.items()
+                            if key not in ("categories", "text", "image")}}
     categories = {category["id"]: dict(category) for category in default["categories"]}
     for category in extension.get("categories", []):
         known = categories.get(category.get("id"))

@@ -149,7 +149,8 @@ def approve(episode: EpisodeArtifacts, approved_by: str, via: str, reviewed_vers
             note: str = "", fingerprint: str | None = None) -> Approval:
     """Record a person's approval of the episode's current package. ``reviewed_version`` is the version they
     looked at (the preview page sends it): if the package has changed since, nothing is approved. A package
-    moderation does not clear (under the moderation ``fingerprint``, when given) cannot be approved. Approving an approved version again returns the first
+    moderation does not clear (under the moderation ``fingerprint``, when given) cannot be
+    approved. Approving an approved version again returns the first
     approval."""
     approved_by = _clean_text(approved_by, "the approver's name", MAX_APPROVER_CHARS, required=True)
     note = _clean_text(note, "the note", MAX_NOTE_CHARS, required=False)

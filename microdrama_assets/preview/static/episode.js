@@ -152,7 +152,8 @@ function shotCard(shot, characters, version) {
   return el("article", {class: "shot", "data-shot": shot.id},
     el("div", {},
       el("h3", {}, `${shot.id} · ${shot.beat} · ${shot.duration_s.toFixed(1)} s`),
-      shot.stale_stage ? el("p", {class: "stale"}, `Changed since its render: a re-render runs from ${shot.stale_stage}.`)
+      shot.stale_stage
+        ? el("p", {class: "stale"}, `Changed since its render: a re-render runs from ${shot.stale_stage}.`)
         : null,
       el("ul", {class: "checks"}, shot.checks.map(checkItem)),
       form),
