@@ -20,10 +20,10 @@ from .execution import ModelPlacement
 from .media.hls import PRESETS, EncodePreset, VideoVariant, ladder_variants, video_codecs
 from .media.video_io import MezzanineSettings
 from .publishing import ObjectStore, open_object_store
-from .storage import ArtifactStore, RetryPolicy, default_data_root, open_artifact_store, sha256_of
+from .storage import ArtifactStore, RetryPolicy, default_data_root, open_artifact_store
 from .analytics.event_store import default_events_location
 from .trust.moderation import ImageClassifier, ModerationPolicy, TextClassifier, load_policy
-from .trust.provenance import ENV_ALG, ENV_CERT, ENV_KEY, ENV_TSA, SigningIdentity
+from .trust.provenance import ENV_ALG, ENV_CERT, ENV_KEY, ENV_TSA, SigningIdentity, signer_fingerprint
 
 class ArtifactStoreResource(ConfigurableResource):
     """Where artifacts live. By default the local filesystem under ``root`` (``MICRODRAMA_DATA`` or
@@ -220,8 +220,7 @@ class TrustSettings(ConfigurableResource):
 
     def signer(self) -> str:
         """Who signs (a hash of the certificate chain), for cache keys; empty when nothing is signed."""
-        identity = self.signing_identity()
-        return "" if identity is None else sha256_of(identity.cert_chain)[:16]
+        return signer_fingerprint(self.signing_identity())
 
     def signing_identity(self) -> SigningIdentity | None:
         """The checked C2PA signing identity, or None when signing is not configured."""

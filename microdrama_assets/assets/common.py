@@ -74,6 +74,12 @@ def cached(context, store: ArtifactStoreResource, key: CacheKey, directory, path
     return outcome
 
 
+def append_run_event(context: AssetExecutionContext, episode: EpisodeArtifacts, kind: str, **fields) -> dict:
+    """An event in the episode's audit log whose actor is this Dagster run."""
+    return AuditLog(episode.store, episode.episode_id).append(kind, f"run:{context.run.run_id}",
+                                                              run_id=context.run.run_id, **fields)
+
+
 def audit_restored(context: AssetExecutionContext, episode: EpisodeArtifacts, partition: str, backend,
                    outcome: Outcome) -> None:
     """A stage restored from the cache made nothing new, but its artifact is now this episode's: the audit log
@@ -84,9 +90,8 @@ def audit_restored(context: AssetExecutionContext, episode: EpisodeArtifacts, pa
     asset_name = context.asset_key.path[-1]
     recorded = episode.model_calls_path(asset_name, partition)
     calls = json.loads(recorded.read_text(encoding="utf-8")) if episode.store.available(recorded) else []
-    AuditLog(episode.store, episode.episode_id).append(
-        "render", f"run:{context.run.run_id}", run_id=context.run.run_id, asset=asset_name, partition=partition,
-        backend=backend.name, calls=calls, source=f"restored from cache key {outcome.key.digest[:16]}")
+    append_run_event(context, episode, "render", asset=asset_name, partition=partition, backend=backend.name,
+                     calls=calls, source=f"restored from cache key {outcome.key.digest[:16]}")
 
 
 def cached_result(outcome: Outcome, metadata: dict) -> MaterializeResult:
@@ -135,9 +140,8 @@ def model_calls_metadata(context: AssetExecutionContext, episode: EpisodeArtifac
     event names the backend alone."""
     asset_name = context.asset_key.path[-1]
     calls = backend.take_calls()
-    event = AuditLog(episode.store, episode.episode_id).append(
-        "render", f"run:{context.run.run_id}", run_id=context.run.run_id, asset=asset_name, partition=partition,
-        backend=backend.name, calls=[call.as_dict() for call in calls])
+    event = append_run_event(context, episode, "render", asset=asset_name, partition=partition,
+                             backend=backend.name, calls=[call.as_dict() for call in calls])
     metadata = {"audit_event": event["event_id"]}
     if not calls:
         return metadata

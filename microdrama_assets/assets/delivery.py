@@ -25,12 +25,13 @@ from ..partitions import episode_partitions
 from ..publishing import PublishError, fetch_published, package_files, publish_episode
 from ..resources import ArtifactStoreResource, BackendSettings, EncodeSettings, PublishTarget, TrustSettings
 from ..trust.provenance import (EPISODE_STEPS, SIDECAR_SUFFIX, ProvenanceError, SigningIdentity,
-                                delivery_disclosure, episode_provenance_manifest, sign_file, sign_hls_package)
+                                delivery_disclosure, episode_provenance_manifest, sign_file, sign_hls_package,
+                                signer_fingerprint)
 from ..trust.release_gate import ApprovalError, approval_for, package_version, publish_blockers
 from ..media.audio_mix import SAMPLE_RATE
 from .audio import dialogue_audio, episode_audio, read_wav, shot_dialogue
-from .common import (cached, cached_result, code_version, episode_artifacts, image_metadata, partitioned_check,
-                     per_episode)
+from .common import (append_run_event, cached, cached_result, code_version, episode_artifacts, image_metadata,
+                     partitioned_check, per_episode)
 from .compositing import composited_shot, shot_cues
 from .encoding import load_rendition, shot_renditions
 
@@ -87,7 +88,7 @@ def episode_master(context: AssetExecutionContext, store: ArtifactStoreResource,
         except (ValueError, ProvenanceError) as exc:
             raise Failure(f"episode {episode.episode_id}: {exc}") from None
 
-    key = episode_stage_key("master", episode, manifest, None, signer=trust.signer())
+    key = episode_stage_key("master", episode, manifest, None, signer=signer_fingerprint(identity))
     outcome = cached(context, store, key, episode.directory, STAGES["master"].paths(episode), build, keep=False)
     probe = probe_video(episode.master_mp4)
     return cached_result(outcome, {
@@ -150,7 +151,7 @@ def hls_package(context: AssetExecutionContext, store: ArtifactStoreResource, en
                               f"package is unchanged. Problems: " + "; ".join(report.problems[:10]))
         return report
 
-    key = episode_stage_key("hls", episode, manifest, encode, signer=trust.signer())
+    key = episode_stage_key("hls", episode, manifest, encode, signer=signer_fingerprint(identity))
     outcome = cached(context, store, key, episode.directory, STAGES["hls"].paths(episode), build, keep=False)
     master = m3u8.load(str(episode.hls_dir / MASTER_PLAYLIST))
     report = outcome.value
@@ -195,7 +196,7 @@ def delivery_manifest(context: AssetExecutionContext, store: ArtifactStoreResour
         disclosure = delivery_disclosure(signed, manifest.ai_label, watermarked=["keyframes", episode.poster.name])
         episode.store.write_json(episode.delivery_json, _delivery_payload(episode, manifest, master, disclosure))
 
-    key = episode_stage_key("delivery", episode, manifest, None, signer=trust.signer())
+    key = episode_stage_key("delivery", episode, manifest, None, signer=signer_fingerprint(identity))
     outcome = cached(context, store, key, episode.directory, STAGES["delivery"].paths(episode), build, keep=False)
     payload = json.loads(episode.delivery_json.read_text(encoding="utf-8"))
     return cached_result(outcome, {
@@ -275,8 +276,7 @@ def published_episode(context: AssetExecutionContext, store: ArtifactStoreResour
                  f"{episode.episode_id} --shot {shot.id})" for shot in manifest.shots
                  if (stage := stale_shot_stage(episode, manifest, shot, backends, encode)) is not None]
     if blockers:
-        audit.append("publish_refused", f"run:{context.run.run_id}", run_id=context.run.run_id, content_hash=version,
-                     reasons=blockers)
+        append_run_event(context, episode, "publish_refused", content_hash=version, reasons=blockers)
         raise Failure(f"episode {episode.episode_id} is not published: " + "; ".join(blockers), allow_retries=False)
     approval = approval_for(episode.store, episode.episode_id, version)
     objects = publish.object_store()
@@ -298,8 +298,8 @@ def published_episode(context: AssetExecutionContext, store: ArtifactStoreResour
     except PublishError as exc:
         raise Failure(f"episode {episode.episode_id}: {exc}") from None
     cache.record(key, episode.directory, [], version=result.version)
-    audit.append("publish", f"run:{context.run.run_id}", run_id=context.run.run_id, content_hash=result.version,
-                 approved_by=approval.approved_by, location=master_url)
+    append_run_event(context, episode, "publish", content_hash=result.version, approved_by=approval.approved_by,
+                     location=master_url)
     context.log.info(f"published {episode.episode_id} version {result.version}: {master_url}")
     return cached_result(Outcome(key, "miss", "computed", changed_inputs(previous, key)), {
         "master_url": MetadataValue.url(master_url),

@@ -368,6 +368,11 @@ def _write_atomically(destination: Path, write) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def signer_fingerprint(identity: SigningIdentity | None) -> str:
+    """Who signs, for cache keys: a hash of the certificate chain (empty when nothing is signed)."""
+    return "" if identity is None else sha256_of(identity.cert_chain)[:16]
+
+
 def sign_file(source: Path, destination: Path, manifest: Mapping, identity: SigningIdentity) -> None:
     """Write ``source`` with ``manifest`` signed and embedded to ``destination`` (MP4, M4A, JPEG or PNG; may be
     ``source`` itself), atomically. A manifest already in ``source`` is replaced, not kept as an ingredient."""
